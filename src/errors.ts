@@ -1,0 +1,183 @@
+/**
+ * Every error this library throws is a {@link PersistenceError} with a stable
+ * `code`, and where known the `profile` and `key` it concerns. The original
+ * error, when there is one, is kept as `cause`.
+ *
+ * Messages never contain secrets (S3 keys, passwords in connection strings):
+ * text coming from a backend goes through {@link redactSecrets} first.
+ */
+
+/** Stable error codes; match on these, never on message text. */
+export type ErrorCode =
+  | "E_PERSISTENCE"
+  | "E_NOT_FOUND"
+  | "E_INVALID_KEY"
+  | "E_BACKEND"
+  | "E_UNSUPPORTED"
+  | "E_PROFILE"
+  | "E_NO_OPERATOR"
+  | "E_DESERIALIZE"
+  | "E_SETTINGS"
+  | "E_PARTIAL_WRITE"
+  | "E_LOCKED"
+  | "E_TIMEOUT"
+  | "E_CLOSED";
+
+/** Context attached to an error. */
+export interface ErrorContext {
+  /** Profile (named backend) the error concerns. */
+  profile?: string | undefined;
+  /** Storage key the error concerns. */
+  key?: string | undefined;
+  /** Underlying error. */
+  cause?: unknown;
+}
+
+/** Base class of every error thrown by this library. */
+export class PersistenceError extends Error {
+  /** Stable machine-readable code. */
+  readonly code: ErrorCode;
+  /** Profile the error concerns, if any. */
+  readonly profile: string | undefined;
+  /** Key the error concerns, if any. */
+  readonly key: string | undefined;
+
+  constructor(message: string, context: ErrorContext = {}, code: ErrorCode = "E_PERSISTENCE") {
+    super(redactSecrets(message), context.cause === undefined ? undefined : { cause: context.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.profile = context.profile;
+    this.key = context.key;
+  }
+}
+
+/** The key does not exist in the backend (or in any profile). */
+export class NotFoundError extends PersistenceError {
+  constructor(message: string, context: ErrorContext = {}) {
+    super(message, context, "E_NOT_FOUND");
+  }
+}
+
+/** A key was rejected before any I/O (empty, NUL, absolute, `..`, too long). */
+export class InvalidKeyError extends PersistenceError {
+  constructor(message: string, context: ErrorContext = {}) {
+    super(message, context, "E_INVALID_KEY");
+  }
+}
+
+/** A backend failed (I/O, network, permission, server error). */
+export class BackendError extends PersistenceError {
+  /** Whether retrying the same call may succeed. */
+  readonly transient: boolean;
+  constructor(message: string, context: ErrorContext & { transient?: boolean } = {}) {
+    super(message, context, "E_BACKEND");
+    this.transient = context.transient ?? false;
+  }
+}
+
+/** The backend cannot do this (e.g. `list` on redb, redis, postgresql). */
+export class UnsupportedError extends PersistenceError {
+  constructor(message: string, context: ErrorContext = {}) {
+    super(message, context, "E_UNSUPPORTED");
+  }
+}
+
+/** A profile is unknown, misconfigured, or could not be opened. */
+export class ProfileError extends PersistenceError {
+  constructor(message: string, context: ErrorContext = {}) {
+    super(message, context, "E_PROFILE");
+  }
+}
+
+/** A file-backed store (redb, sled) is already held by another operator. */
+export class LockedError extends ProfileError {
+  constructor(message: string, context: ErrorContext = {}) {
+    super(message, context);
+    Object.defineProperty(this, "code", { value: "E_LOCKED" });
+  }
+}
+
+/** No profile could be opened, so there is nothing to read from or write to. */
+export class NoOperatorError extends PersistenceError {
+  constructor(message: string, context: ErrorContext = {}) {
+    super(message, context, "E_NO_OPERATOR");
+  }
+}
+
+/** Stored bytes exist but cannot be decoded into the expected value. */
+export class DeserializeError extends PersistenceError {
+  constructor(message: string, context: ErrorContext = {}) {
+    super(message, context, "E_DESERIALIZE");
+  }
+}
+
+/** The settings file or environment is malformed. */
+export class SettingsError extends PersistenceError {
+  constructor(message: string, context: ErrorContext = {}) {
+    super(message, context, "E_SETTINGS");
+  }
+}
+
+/** A call did not finish in the time allowed. */
+export class TimeoutError extends BackendError {
+  constructor(message: string, context: ErrorContext = {}) {
+    super(message, { ...context, transient: true });
+    Object.defineProperty(this, "code", { value: "E_TIMEOUT" });
+  }
+}
+
+/** The operator or storage was closed. */
+export class ClosedError extends PersistenceError {
+  constructor(message: string, context: ErrorContext = {}) {
+    super(message, context, "E_CLOSED");
+  }
+}
+
+/** Outcome of a write to one profile. */
+export type ProfileOutcome = { profile: string; ok: true } | { profile: string; ok: false; error: Error };
+
+/** A write to several profiles failed in at least one of them. */
+export class PartialWriteError extends PersistenceError {
+  /** Every profile's outcome, in the order the profiles were written. */
+  readonly outcomes: readonly ProfileOutcome[];
+  constructor(key: string, outcomes: readonly ProfileOutcome[]) {
+    const failed = outcomes.filter((o) => !o.ok);
+    const ok = outcomes.filter((o) => o.ok).map((o) => o.profile);
+    const detail = failed.map((o) => `${o.profile}: ${o.ok ? "" : o.error.message}`).join("; ");
+    super(
+      `Write of "${key}" failed in ${failed.length} of ${outcomes.length} profiles (${detail}); written to: ${ok.length ? ok.join(", ") : "none"}`,
+      { key, cause: failed.length === 1 && !failed[0]?.ok ? failed[0]?.error : undefined },
+      "E_PARTIAL_WRITE",
+    );
+    this.outcomes = outcomes;
+  }
+}
+
+const SECRET_PATTERNS: [RegExp, string][] = [
+  // user:password@ in URLs (postgresql://u:p@h, redis://:p@h)
+  [/([a-z][a-z0-9+.-]*:\/\/[^/\s:@]*):[^@\s/]*@/gi, "$1:***@"],
+  // key=value / key: value for secret-ish keys
+  [
+    /\b((?:secret_access_key|access_key_id|password|passwd|pwd|secret|token|private_key|session_token)["']?\s*[=:]\s*["']?)([^\s"',;&}]+)/gi,
+    "$1***",
+  ],
+];
+
+/** Known secret values (registered by settings loading) to scrub from any text. */
+const knownSecrets = new Set<string>();
+
+/**
+ * Register a value that must never appear in messages (an S3 secret, a password).
+ * Values shorter than 4 characters are ignored to avoid scrubbing ordinary text.
+ */
+export function registerSecret(value: string | undefined): void {
+  if (value && value.length >= 4) knownSecrets.add(value);
+}
+
+/** Removes credentials from a piece of text (URLs with passwords, `secret=...`, registered secrets). */
+export function redactSecrets(text: string): string {
+  let out = text;
+  for (const [re, rep] of SECRET_PATTERNS) out = out.replace(re, rep);
+  for (const s of knownSecrets) if (out.includes(s)) out = out.split(s).join("***");
+  return out;
+}

@@ -1,0 +1,56 @@
+import { ProfileError } from "../errors.js";
+import { fsOperator } from "./fs.js";
+import { memoryOperator } from "./memory.js";
+import { sqliteOperator } from "./sqlite.js";
+import type { Operator, OperatorOptions } from "./types.js";
+
+/** Schemes served by native drivers; everything else goes to OpenDAL. */
+export const NATIVE_SCHEMES = ["memory", "dashmap", "sqlite", "fs"] as const;
+
+/** Extra context for {@link createOperator}. */
+export interface CreateOperatorContext {
+  /** Profile name used in error messages. @default the scheme */
+  profile?: string;
+}
+
+/**
+ * Opens an operator for `scheme` with the option keys of a Rust settings
+ * `[profiles.<name>]` table. `memory`, `dashmap`, `sqlite` and `fs` use native
+ * drivers; any other scheme goes through Apache OpenDAL (`redb`, `sled`, `s3`,
+ * `redis`, `postgresql`, ...), loaded only when first needed.
+ *
+ * A scheme nobody can serve is a `ProfileError`: a backend is never replaced
+ * by another (the Rust crate silently turns unknown schemes into RAM).
+ *
+ * @example
+ * const op = await createOperator("sqlite", { datadir: "/tmp/data", table: "terraphim_kv" });
+ * await op.write("document_x.json", JSON.stringify({ id: "x" }));
+ */
+export async function createOperator(
+  scheme: string,
+  options: OperatorOptions = {},
+  context: CreateOperatorContext = {},
+): Promise<Operator> {
+  if (typeof scheme !== "string" || !/^[a-z][a-z0-9_-]*$/i.test(scheme)) {
+    throw new ProfileError(`Expected a storage scheme such as "memory" or "s3", got ${JSON.stringify(scheme)}`, {
+      profile: context.profile,
+    });
+  }
+  const profile = context.profile ?? scheme;
+  switch (scheme.toLowerCase()) {
+    case "memory":
+      return memoryOperator({ scheme: "memory" });
+    case "dashmap":
+      return memoryOperator({ scheme: "dashmap" });
+    case "sqlite":
+      return sqliteOperator(options, profile);
+    case "fs":
+      return fsOperator(options, profile);
+    default: {
+      const { opendalOperator } = await import("./opendal.js");
+      return opendalOperator(scheme.toLowerCase(), { ...options }, { profile });
+    }
+  }
+}
+
+export type { Operator, OperatorCapabilities, OperatorOptions, StatResult } from "./types.js";

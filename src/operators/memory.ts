@@ -1,0 +1,91 @@
+import { NotFoundError } from "../errors.js";
+import { validateKey, validatePrefix } from "../keys.js";
+import { OpenState, toBytes } from "./_shared.js";
+import type { Operator, OperatorCapabilities, StatResult } from "./types.js";
+
+/** Options of the `memory` / `dashmap` operator. */
+export interface MemoryOperatorOptions {
+  /**
+   * Scheme name reported by the operator (`memory` or `dashmap`); both are a
+   * JS `Map`. JS runs one thread, so a `Map` is the concurrent map.
+   * @default "memory"
+   */
+  scheme?: "memory" | "dashmap";
+  /** Ignored (the Rust `dashmap` profile has a `root`; nothing is written there). */
+  root?: string;
+}
+
+interface Entry {
+  data: Uint8Array;
+  mtime: number;
+}
+
+const CAPABILITIES: OperatorCapabilities = Object.freeze({
+  list: true,
+  lastModified: true,
+  durable: false,
+  shared: false,
+  syncRead: true,
+});
+
+/**
+ * An in-process store backed by a `Map`. Each instance is its own store;
+ * values are copied in and out, so callers can never alias stored bytes.
+ */
+export function memoryOperator(options: MemoryOperatorOptions = {}): Operator {
+  const scheme = options.scheme ?? "memory";
+  const map = new Map<string, Entry>();
+  const state = new OpenState(scheme);
+
+  const readSync = (path: string): Uint8Array | undefined => {
+    validateKey(path, scheme);
+    state.check(path);
+    const e = map.get(path);
+    return e === undefined ? undefined : e.data.slice();
+  };
+  const get = (path: string): Entry => {
+    validateKey(path, scheme);
+    state.check(path);
+    const e = map.get(path);
+    if (e === undefined) throw new NotFoundError(`Key "${path}" not found in ${scheme}`, { key: path });
+    return e;
+  };
+
+  return {
+    scheme,
+    capabilities: CAPABILITIES,
+    readSync,
+    async read(path) {
+      return get(path).data.slice();
+    },
+    async write(path, data) {
+      validateKey(path, scheme);
+      state.check(path);
+      map.set(path, { data: toBytes(data).slice(), mtime: Date.now() });
+    },
+    async stat(path): Promise<StatResult> {
+      const e = get(path);
+      return { contentLength: e.data.length, lastModified: new Date(e.mtime) };
+    },
+    async delete(path) {
+      validateKey(path, scheme);
+      state.check(path);
+      map.delete(path);
+    },
+    async exists(path) {
+      validateKey(path, scheme);
+      state.check(path);
+      return map.has(path);
+    },
+    async list(prefix) {
+      const p = validatePrefix(prefix, scheme);
+      state.check();
+      const out: string[] = [];
+      for (const k of map.keys()) if (k.startsWith(p)) out.push(k);
+      return out.sort();
+    },
+    async close() {
+      if (state.close()) map.clear();
+    },
+  };
+}

@@ -1,0 +1,181 @@
+import { closeSync, mkdirSync, openSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, resolve } from "node:path";
+import type BetterSqlite3 from "better-sqlite3";
+import { BackendError, NotFoundError, ProfileError } from "../errors.js";
+import { validateKey, validatePrefix } from "../keys.js";
+import { OpenState, toBytes } from "./_shared.js";
+import type { Operator, OperatorCapabilities, StatResult } from "./types.js";
+
+/** Options of the `sqlite` operator: the keys of a Rust `[profiles.<name>]` sqlite table. */
+export interface SqliteOperatorOptions {
+  /** Folder of the database; created if missing. Used for the file when `connection_string` is absent. */
+  datadir?: string;
+  /**
+   * Path of the database file, optionally with a `?query` (ignored) and a
+   * `sqlite://` or `file:` prefix, as the Rust settings allow.
+   * @default `<datadir>/terraphim.db`
+   */
+  connection_string?: string;
+  /**
+   * Table holding the values, `(key TEXT PRIMARY KEY, value BLOB)` as the Rust crate lays it out.
+   * @default "terraphim_kv"
+   */
+  table?: string;
+  /** Milliseconds to wait for a lock held by another connection. @default "5000" */
+  busy_timeout_ms?: string;
+}
+
+const CAPABILITIES: OperatorCapabilities = Object.freeze({
+  list: true,
+  lastModified: false,
+  durable: true,
+  shared: true,
+  syncRead: true,
+});
+
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+const require = createRequire(import.meta.url);
+
+/** Resolves the database file from Rust-style options. Exported for the CLI and tests. */
+export function sqliteFilePath(options: SqliteOperatorOptions, profile = "sqlite"): string {
+  const cs = options.connection_string?.trim();
+  if (cs) {
+    const path = cs
+      .replace(/^sqlite:\/\//, "")
+      .replace(/^file:/, "")
+      .replace(/\?.*$/, "");
+    if (!path) throw new ProfileError(`profiles.${profile}.connection_string: no file path in it`, { profile });
+    if (path === ":memory:") return path;
+    return resolve(path);
+  }
+  if (options.datadir?.trim()) return resolve(options.datadir.trim(), "terraphim.db");
+  throw new ProfileError(`profiles.${profile}: a sqlite profile needs \`datadir\` or \`connection_string\``, {
+    profile,
+  });
+}
+
+/**
+ * A store in one SQLite table, through better-sqlite3 (the only SQLite
+ * library this package opens files with: two SQLite copies in one process
+ * can break each other's POSIX locks). WAL, `synchronous=NORMAL`, UPSERT
+ * writes, statements prepared once.
+ */
+export function sqliteOperator(options: SqliteOperatorOptions, profile = "sqlite"): Operator {
+  const table = options.table?.trim() || "terraphim_kv";
+  if (!IDENTIFIER.test(table)) {
+    throw new ProfileError(
+      `Expected \`table\` in profile "${profile}" to be a SQL identifier (letters, digits, _), got ${JSON.stringify(table)}`,
+      { profile },
+    );
+  }
+  const busy = Number(options.busy_timeout_ms ?? "5000");
+  if (!Number.isInteger(busy) || busy < 0) {
+    throw new ProfileError(
+      `profiles.${profile}.busy_timeout_ms: expected a non-negative integer, got "${options.busy_timeout_ms}"`,
+      { profile },
+    );
+  }
+  const file = sqliteFilePath(options, profile);
+  let db: BetterSqlite3.Database;
+  try {
+    if (options.datadir?.trim()) mkdirSync(resolve(options.datadir.trim()), { recursive: true, mode: 0o700 });
+    if (file !== ":memory:") {
+      mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+      // Create the file ourselves so it is never world-readable (SQLite gives -wal/-shm the same mode).
+      closeSync(openSync(file, "a", 0o600));
+    }
+    const Database = require("better-sqlite3") as typeof BetterSqlite3;
+    db = new Database(file, { timeout: busy });
+    db.pragma("journal_mode = WAL");
+    db.pragma("synchronous = NORMAL");
+    db.exec(`CREATE TABLE IF NOT EXISTS ${table} (key TEXT PRIMARY KEY, value BLOB)`);
+  } catch (err) {
+    throw new ProfileError(`Cannot open sqlite database ${file} for profile "${profile}": ${(err as Error).message}`, {
+      profile,
+      cause: err,
+    });
+  }
+
+  const sGet = db.prepare(`SELECT value FROM ${table} WHERE key = ?`).pluck();
+  const sLen = db.prepare(`SELECT length(value) FROM ${table} WHERE key = ?`).pluck();
+  const sHas = db.prepare(`SELECT 1 FROM ${table} WHERE key = ?`).pluck();
+  const sPut = db.prepare(
+    `INSERT INTO ${table} (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`,
+  );
+  const sDel = db.prepare(`DELETE FROM ${table} WHERE key = ?`);
+  const sFrom = db.prepare(`SELECT key FROM ${table} WHERE key >= ? ORDER BY key`).pluck();
+  const state = new OpenState("sqlite");
+
+  const fail = (what: string, key: string | undefined, err: unknown): never => {
+    const code = (err as { code?: string }).code ?? "";
+    throw new BackendError(`sqlite ${what}${key ? ` of "${key}"` : ""} failed in ${file}: ${(err as Error).message}`, {
+      profile,
+      key,
+      cause: err,
+      transient: code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED"),
+    });
+  };
+  const run = <T>(what: string, key: string | undefined, fn: () => T): T => {
+    state.check(key);
+    try {
+      return fn();
+    } catch (err) {
+      return fail(what, key, err);
+    }
+  };
+  const asBytes = (v: unknown): Uint8Array =>
+    typeof v === "string" ? toBytes(v) : ((v as Uint8Array) ?? new Uint8Array(0));
+  const readSync = (path: string): Uint8Array | undefined => {
+    validateKey(path, profile);
+    const v = run("read", path, () => sGet.get(path));
+    return v === undefined ? undefined : asBytes(v);
+  };
+
+  return {
+    scheme: "sqlite",
+    capabilities: CAPABILITIES,
+    readSync,
+    async read(path) {
+      const v = readSync(path);
+      if (v === undefined)
+        throw new NotFoundError(`Key "${path}" not found in sqlite ${table}`, { profile, key: path });
+      return v;
+    },
+    async write(path, data) {
+      validateKey(path, profile);
+      const b = toBytes(data);
+      run("write", path, () => sPut.run(path, Buffer.from(b.buffer, b.byteOffset, b.byteLength)));
+    },
+    async stat(path): Promise<StatResult> {
+      validateKey(path, profile);
+      const n = run("stat", path, () => sLen.get(path)) as number | null | undefined;
+      if (n === undefined)
+        throw new NotFoundError(`Key "${path}" not found in sqlite ${table}`, { profile, key: path });
+      return { contentLength: n ?? 0 };
+    },
+    async delete(path) {
+      validateKey(path, profile);
+      run("delete", path, () => sDel.run(path));
+    },
+    async exists(path) {
+      validateKey(path, profile);
+      return run("exists", path, () => sHas.get(path)) !== undefined;
+    },
+    async list(prefix) {
+      const p = validatePrefix(prefix, profile);
+      return run("list", undefined, () => {
+        // Keys sort by their UTF-8 bytes, so every match follows `p` contiguously.
+        const out: string[] = [];
+        for (const k of sFrom.iterate(p) as IterableIterator<string>) {
+          if (!k.startsWith(p)) break;
+          out.push(k);
+        }
+        return out;
+      });
+    },
+    async close() {
+      if (state.close()) db.close();
+    },
+  };
+}

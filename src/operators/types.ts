@@ -1,0 +1,60 @@
+/**
+ * The storage layer every profile uses, shaped like OpenDAL's Operator.
+ * Native drivers (memory, dashmap, sqlite, fs) and the OpenDAL adapter all
+ * implement it, and all pass the same conformance suite.
+ */
+
+/** What an operator can do. Core code branches on these, never on a scheme name. */
+export interface OperatorCapabilities {
+  /** `list(prefix)` works. When false, `list` throws `UnsupportedError`. */
+  readonly list: boolean;
+  /** `stat` reports `lastModified`. */
+  readonly lastModified: boolean;
+  /** Data survives the process (and a restart of the machine). */
+  readonly durable: boolean;
+  /** Other processes see the same data (a file or a server). */
+  readonly shared: boolean;
+  /** Reads can be answered synchronously through `readSync`. */
+  readonly syncRead: boolean;
+}
+
+/** Metadata of a stored value. */
+export interface StatResult {
+  /** Size of the stored bytes. */
+  contentLength: number;
+  /** When the value was last written, where the backend knows. */
+  lastModified?: Date | undefined;
+}
+
+/** A key/value store addressed by `/`-separated relative paths. */
+export interface Operator {
+  /** The scheme this operator was created with (`memory`, `sqlite`, `s3`, ...). */
+  readonly scheme: string;
+  /** What this operator can do. */
+  readonly capabilities: OperatorCapabilities;
+  /** Reads the bytes at `path`; throws `NotFoundError` when absent. */
+  read(path: string): Promise<Uint8Array>;
+  /**
+   * Synchronous read for in-process backends (`capabilities.syncRead`);
+   * returns `undefined` when absent. Lets a cache hit skip promise overhead.
+   */
+  readSync?(path: string): Uint8Array | undefined;
+  /** Writes (creates or replaces) the value at `path`. Strings are stored as UTF-8. */
+  write(path: string, data: Uint8Array | string): Promise<void>;
+  /** Size (and, where known, modification time); throws `NotFoundError` when absent. */
+  stat(path: string): Promise<StatResult>;
+  /** Deletes `path`; deleting a missing key succeeds. */
+  delete(path: string): Promise<void>;
+  /** Whether `path` exists. */
+  exists(path: string): Promise<boolean>;
+  /**
+   * Every key starting with `prefix` (default: all keys), recursively, sorted.
+   * Throws `UnsupportedError` where `capabilities.list` is false.
+   */
+  list(prefix?: string): Promise<string[]>;
+  /** Releases the backend (file handles, locks, sockets). Further calls throw `ClosedError`. */
+  close(): Promise<void>;
+}
+
+/** Options of a profile: the string values of a `[profiles.<name>]` table. */
+export type OperatorOptions = Readonly<Record<string, string>>;
