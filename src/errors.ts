@@ -158,7 +158,7 @@ const SECRET_PATTERNS: [RegExp, string][] = [
   [/([a-z][a-z0-9+.-]*:\/\/[^/\s:@]*):[^@\s/]*@/gi, "$1:***@"],
   // key=value / key: value for secret-ish keys
   [
-    /\b((?:secret_access_key|access_key_id|password|passwd|pwd|secret|token|private_key|session_token)["']?\s*[=:]\s*["']?)([^\s"',;&}]+)/gi,
+    /(?<![\w.])((?:secret_access_key|access_key_id|password|passwd|pwd|secret|token|private_key|session_token)["']?\s*[=:]\s*["']?)([^\s"',;&}]+)/gi,
     "$1***",
   ],
 ];

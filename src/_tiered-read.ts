@@ -1,0 +1,326 @@
+/**
+ * The tiered read path: a hit in the fastest profile, else a fallback through
+ * the slower ones in speed order, then a background write-back into the
+ * fastest. Split in three small parts: `load` (tier 0, synchronous where the
+ * operator can), `#fallback` (shared by concurrent loads of one key) and
+ * `#writeBack` (queued per key behind any newer write).
+ */
+import { decodeJson, isCompressed, maybeCompress } from "./codec.js";
+import { BackendError, DeserializeError, NotFoundError, PersistenceError } from "./errors.js";
+import type { Logger } from "./logger.js";
+import type { Operator } from "./operators/types.js";
+
+/**
+ * Turns parsed JSON into the caller's type, or throws (any error) when the
+ * value does not fit: a schema mismatch is treated like a JSON error.
+ * May return a promise (async Standard Schema validators).
+ */
+export type Decoder<T> = (json: unknown) => T | Promise<T>;
+
+interface Entry {
+  readonly name: string;
+  readonly op: Operator;
+}
+
+interface Stats {
+  hits: number;
+  misses: number;
+  fallbacks: number;
+  writeBacks: number;
+  writeBacksSkipped: number;
+  failures: number;
+  bytesRead: number;
+  bytesWritten: number;
+}
+
+/** What a load resolves to. */
+export interface Loaded {
+  value: unknown;
+  profile: string;
+  writeBack: boolean;
+}
+
+export interface TieredReaderDeps<E extends Entry> {
+  ranked: readonly E[];
+  logger: Logger;
+  stats(name: string): Stats;
+  call<T>(entry: E, what: string, key: string, fn: () => Promise<T>): Promise<T>;
+  /** Runs `task` after every earlier queued write of (entry, key). */
+  serialize<T>(entry: E, key: string, task: () => Promise<T>): Promise<T>;
+  writeInProgress(key: string): boolean;
+}
+
+/** A fallback read in flight; `stale` turns true when a save or delete of the key starts. */
+interface Flight {
+  stale: boolean;
+  promise: Promise<Found>;
+  claimed: boolean;
+}
+
+interface Found {
+  profile: string;
+  /** Bytes as stored in that profile. */
+  stored: Uint8Array;
+  value: unknown;
+}
+
+type Attempt = { kind: "value"; value: unknown } | { kind: "missing" } | { kind: "failed"; error: Error };
+
+const identity: Decoder<unknown> = (v) => v;
+const decoderIds = new WeakMap<Decoder<unknown>, number>();
+let nextDecoderId = 1;
+
+export class TieredReader<E extends Entry = Entry> {
+  readonly #d: TieredReaderDeps<E>;
+  readonly #fastest: E;
+  readonly #slower: readonly E[];
+  /** Fallback reads in flight, by decoder id + key. */
+  readonly #flights = new Map<string, Flight>();
+  /** Flights per key, to mark them stale on a write. */
+  readonly #byKey = new Map<string, Set<Flight>>();
+  readonly #pending = new Set<Promise<void>>();
+
+  constructor(deps: TieredReaderDeps<E>) {
+    this.#d = deps;
+    this.#fastest = deps.ranked[0]!;
+    this.#slower = deps.ranked.slice(1);
+  }
+
+  /** A save or delete of `key` is starting: no write-back from an earlier read may land. */
+  invalidate(key: string): void {
+    const set = this.#byKey.get(key);
+    if (set) for (const f of set) f.stale = true;
+  }
+
+  async flush(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+  }
+
+  load<T>(key: string, decode?: Decoder<T>): Promise<{ value: T; profile: string; writeBack: boolean }> {
+    return this.#load(key, (decode ?? identity) as Decoder<unknown>) as Promise<{
+      value: T;
+      profile: string;
+      writeBack: boolean;
+    }>;
+  }
+
+  #load(key: string, dec: Decoder<unknown>): Promise<Loaded> {
+    const fastest = this.#fastest;
+    const st = this.#d.stats(fastest.name);
+    // Tier 0 answers synchronously where it can: a hit costs no extra promise hops.
+    if (fastest.op.readSync) {
+      let bytes: Uint8Array | undefined;
+      try {
+        bytes = fastest.op.readSync(key);
+      } catch (err) {
+        if (!(err instanceof PersistenceError) || err.code === "E_INVALID_KEY" || err.code === "E_CLOSED") {
+          return Promise.reject(err);
+        }
+        return this.#afterFastest(key, dec, { kind: "failed", error: err });
+      }
+      if (bytes === undefined) {
+        st.misses++;
+        return this.#afterFastest(key, dec, { kind: "missing" });
+      }
+      return this.#decodeFastest(key, bytes, dec);
+    }
+    return this.#readAsync(key, dec);
+  }
+
+  async #readAsync(key: string, dec: Decoder<unknown>): Promise<Loaded> {
+    const fastest = this.#fastest;
+    let bytes: Uint8Array;
+    try {
+      bytes = await this.#d.call(fastest, "read", key, () => fastest.op.read(key));
+    } catch (err) {
+      if (err instanceof NotFoundError) {
+        this.#d.stats(fastest.name).misses++;
+        return this.#afterFastest(key, dec, { kind: "missing" });
+      }
+      if (isCallerError(err)) throw err;
+      return this.#afterFastest(key, dec, { kind: "failed", error: err as Error });
+    }
+    return this.#decodeFastest(key, bytes, dec);
+  }
+
+  #decodeFastest(key: string, bytes: Uint8Array, dec: Decoder<unknown>): Promise<Loaded> {
+    const fastest = this.#fastest;
+    const st = this.#d.stats(fastest.name);
+    let parsed: unknown;
+    try {
+      parsed = decodeJson(bytes, { profile: fastest.name, key });
+    } catch (err) {
+      return this.#afterFastest(key, dec, { kind: "failed", error: err as Error });
+    }
+    let value: unknown;
+    try {
+      value = dec(parsed);
+    } catch (err) {
+      return this.#afterFastest(key, dec, { kind: "failed", error: mismatch(fastest.name, key, err) });
+    }
+    if (value instanceof Promise) {
+      return value.then(
+        (v) => {
+          st.hits++;
+          st.bytesRead += bytes.length;
+          return { value: v, profile: fastest.name, writeBack: false };
+        },
+        (err) => this.#afterFastest(key, dec, { kind: "failed", error: mismatch(fastest.name, key, err) }),
+      );
+    }
+    st.hits++;
+    st.bytesRead += bytes.length;
+    return Promise.resolve({ value, profile: fastest.name, writeBack: false });
+  }
+
+  /**
+   * The fastest profile missed, failed, or held a value that does not decode
+   * (schema evolution): fall back. A value found is written back over the
+   * fastest profile's copy; if nothing decodes anywhere, the stored bytes are
+   * left alone and the caller gets a DeserializeError.
+   */
+  async #afterFastest(key: string, dec: Decoder<unknown>, first: Attempt): Promise<Loaded> {
+    const fastest = this.#fastest;
+    if (first.kind === "failed") {
+      this.#d.stats(fastest.name).failures++;
+      this.#d.logger.debug({ profile: fastest.name, key, err: first.error }, "fastest profile could not serve");
+    }
+    const id = decoderId(dec);
+    const flightKey = `${id}\0${key}`;
+    let flight = this.#flights.get(flightKey);
+    let owner = false;
+    if (!flight) {
+      owner = true;
+      const f: Flight = { stale: this.#d.writeInProgress(key), promise: undefined as never, claimed: false };
+      f.promise = this.#fallback(key, dec, first);
+      flight = f;
+      this.#flights.set(flightKey, f);
+      let set = this.#byKey.get(key);
+      if (!set) this.#byKey.set(key, (set = new Set()));
+      set.add(f);
+      const done = () => {
+        if (this.#flights.get(flightKey) === f) this.#flights.delete(flightKey);
+        set.delete(f);
+        if (set.size === 0 && this.#byKey.get(key) === set) this.#byKey.delete(key);
+      };
+      f.promise.then(done, done);
+    }
+    const found = await flight.promise;
+    if (owner) this.#writeBack(key, found, flight);
+    // The first caller takes the decoded value; others get their own copy.
+    let value = found.value;
+    if (flight.claimed) value = await dec(decodeJson(found.stored, { profile: found.profile, key }));
+    flight.claimed = true;
+    return { value, profile: found.profile, writeBack: owner && found.profile !== fastest.name };
+  }
+
+  async #fallback(key: string, dec: Decoder<unknown>, first: Attempt): Promise<Found> {
+    const attempts: [string, Attempt][] = [[this.#fastest.name, first]];
+    for (const e of this.#slower) {
+      const st = this.#d.stats(e.name);
+      let stored: Uint8Array;
+      try {
+        stored = await this.#d.call(e, "read", key, () => e.op.read(key));
+      } catch (err) {
+        if (err instanceof NotFoundError) {
+          st.misses++;
+          attempts.push([e.name, { kind: "missing" }]);
+        } else {
+          st.failures++;
+          attempts.push([e.name, { kind: "failed", error: err as Error }]);
+          this.#d.logger.warn({ profile: e.name, key, err }, "profile failed during fallback read");
+        }
+        continue;
+      }
+      try {
+        const parsed = decodeJson(stored, { profile: e.name, key });
+        let value: unknown;
+        try {
+          value = await dec(parsed);
+        } catch (err) {
+          throw mismatch(e.name, key, err);
+        }
+        st.fallbacks++;
+        st.bytesRead += stored.length;
+        this.#d.logger.debug({ profile: e.name, key }, "loaded from fallback profile");
+        return { profile: e.name, stored, value };
+      } catch (err) {
+        attempts.push([e.name, { kind: "failed", error: err as Error }]);
+      }
+    }
+    throw notFoundOrWhy(key, attempts);
+  }
+
+  #writeBack(key: string, found: Found, flight: Flight): void {
+    const fastest = this.#fastest;
+    if (found.profile === fastest.name) return;
+    const st = this.#d.stats(fastest.name);
+    const task = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() =>
+        this.#d.serialize(fastest, key, async () => {
+          // Checked inside the queue: a save or delete issued since the read wins.
+          if (flight.stale) {
+            st.writeBacksSkipped++;
+            return;
+          }
+          const bytes = isCompressed(found.stored) ? found.stored : maybeCompress(found.stored);
+          await this.#d.call(fastest, "write-back", key, () => fastest.op.write(key, bytes));
+          st.writeBacks++;
+          st.bytesWritten += bytes.length;
+          this.#d.logger.debug({ profile: fastest.name, key, from: found.profile }, "write-back");
+        }),
+      )
+      .catch((err) => {
+        st.failures++;
+        this.#d.logger.warn({ profile: fastest.name, key, err }, "write-back failed");
+      })
+      .finally(() => this.#pending.delete(task));
+    this.#pending.add(task);
+  }
+}
+
+function decoderId(dec: Decoder<unknown>): number {
+  let id = decoderIds.get(dec);
+  if (id === undefined) decoderIds.set(dec, (id = nextDecoderId++));
+  return id;
+}
+
+function isCallerError(err: unknown): boolean {
+  return err instanceof PersistenceError && (err.code === "E_INVALID_KEY" || err.code === "E_CLOSED");
+}
+
+function mismatch(profile: string, key: string, err: unknown): DeserializeError {
+  if (err instanceof DeserializeError) return err;
+  const msg = err instanceof Error ? err.message : String(err);
+  return new DeserializeError(`Value of "${key}" in profile "${profile}" does not fit the expected shape: ${msg}`, {
+    profile,
+    key,
+    cause: err,
+  });
+}
+
+/** Nothing decodable anywhere: corruption is a DeserializeError, absence a NotFoundError, doubt a BackendError. */
+function notFoundOrWhy(key: string, attempts: [string, Attempt][]): PersistenceError {
+  const describe = () =>
+    attempts
+      .map(([p, a]) => `${p}: ${a.kind === "missing" ? "not found" : a.kind === "failed" ? a.error.message : "ok"}`)
+      .join("; ");
+  const undecodable = attempts.filter(([, a]) => a.kind === "failed" && a.error instanceof DeserializeError);
+  if (undecodable.length > 0) {
+    const [profile, a] = undecodable[0]!;
+    return new DeserializeError(`No profile holds a value of "${key}" that decodes (${describe()})`, {
+      key,
+      profile,
+      cause: a.kind === "failed" ? a.error : undefined,
+    });
+  }
+  const failed = attempts.filter(([, a]) => a.kind === "failed");
+  if (failed.length > 0) {
+    return new BackendError(`"${key}" was not found, and some profiles could not be asked (${describe()})`, {
+      key,
+      cause: (failed[0]![1] as { error: Error }).error,
+      transient: true,
+    });
+  }
+  return new NotFoundError(`"${key}" not found in any profile (${attempts.map(([p]) => p).join(", ")})`, { key });
+}

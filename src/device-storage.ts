@@ -1,0 +1,533 @@
+import { randomBytes } from "node:crypto";
+import { performance } from "node:perf_hooks";
+import { encodeJson } from "./codec.js";
+import {
+  NoOperatorError,
+  PartialWriteError,
+  PersistenceError,
+  type ProfileOutcome,
+  ProfileError,
+  TimeoutError,
+} from "./errors.js";
+import { consoleLogger, type Logger } from "./logger.js";
+import { createOperator, NATIVE_SCHEMES } from "./operators/index.js";
+import type { Operator } from "./operators/types.js";
+import { KeyedQueue } from "./_keyed-queue.js";
+import { type Decoder, TieredReader } from "./_tiered-read.js";
+
+/** The part of `DeviceSettings` that storage needs: named profiles of string options. */
+export interface StorageSettings {
+  /** name -> options; `type` is the scheme. */
+  profiles: Readonly<Record<string, Readonly<Record<string, string>>>>;
+  /** Profiles the settings layer could not resolve; reported as failed profiles. */
+  profileErrors?: Readonly<Record<string, Error>> | undefined;
+}
+
+/** Options of {@link DeviceStorage.fromSettings}. */
+export interface DeviceStorageOptions {
+  /** Where diagnostics go. @default consoleLogger() (level from `TERRAPHIM_LOG`, default warn) */
+  logger?: Logger;
+  /**
+   * Timed reads per profile in the start-up probe; the median ranks the profile.
+   * @default 7
+   */
+  probeReads?: number;
+}
+
+/** A profile that opened and passed its probe. */
+export interface ProfileEntry {
+  /** Profile name from the settings. */
+  readonly name: string;
+  /** Its scheme (`type`). */
+  readonly scheme: string;
+  /** The operator serving it. */
+  readonly op: Operator;
+  /** Rank value: the median probe read in microseconds, or the profile's `speed` override. Lower is faster. */
+  readonly speed: number;
+  /** The measured median probe read in microseconds (even when `speed` was overridden). */
+  readonly measuredSpeed: number;
+  /** Per-call time limit in ms, if any (`timeout_ms`; remote schemes default to 10 s). */
+  readonly timeoutMs: number | undefined;
+  /** The reserved key the start-up probe used (deleted again before start-up finished). */
+  readonly probeKey: string;
+}
+
+/** Counters for one profile, from {@link DeviceStorage.stats}. */
+export interface ProfileStats {
+  hits: number;
+  misses: number;
+  /** Loads this profile answered after the faster ones missed. */
+  fallbacks: number;
+  /** Values copied into this (the fastest) profile by write-back. */
+  writeBacks: number;
+  /** Write-backs skipped because a newer save or delete came first. */
+  writeBacksSkipped: number;
+  /** Failed calls (reads, writes, deletes, write-backs). */
+  failures: number;
+  bytesRead: number;
+  bytesWritten: number;
+}
+
+/** Where a value was found by {@link DeviceStorage.loadValue}. */
+export interface LoadResult<T> {
+  value: T;
+  /** The profile that served it. */
+  profile: string;
+  /** Whether a write-back to the fastest profile was scheduled. */
+  writeBack: boolean;
+}
+
+/** Options of a save. */
+export interface SaveOptions {
+  /** Write only to these profiles (default: all). */
+  profiles?: readonly string[];
+}
+
+/** Profile options this layer reads itself; they are not passed to the operator. */
+const STORAGE_KEYS = new Set(["type", "speed", "timeout_ms"]);
+const DEFAULT_REMOTE_TIMEOUT_MS = 10_000;
+/** Prefix of the start-up probe keys; never used by values (normalized keys have no dot first). */
+export const PROBE_KEY_PREFIX = ".terraphim-probe-";
+
+let singleton: Promise<DeviceStorage> | undefined;
+let singletonMemoryOnly = false;
+
+/**
+ * Storage over several named profiles, ranked by measured speed.
+ * Reads go to the fastest first and fall back in speed order; writes go to
+ * every profile in parallel (or to the named ones).
+ *
+ * @example
+ * const storage = await DeviceStorage.fromSettings(await loadSettings());
+ * await storage.saveValue("document_x.json", { id: "x" });
+ * const { value, profile } = await storage.loadValue("document_x.json");
+ */
+export class DeviceStorage {
+  /** Profiles that work, fastest first. */
+  readonly ops: ReadonlyMap<string, ProfileEntry>;
+  /** Profiles left out, with the reason. */
+  readonly profileErrors: ReadonlyMap<string, PersistenceError>;
+  /** The fastest profile's operator: reads start here and write-back fills it. */
+  readonly fastestOp: Operator;
+  /** The fastest profile's name. */
+  readonly fastestProfile: string;
+  readonly logger: Logger;
+
+  readonly #ranked: readonly ProfileEntry[];
+  readonly #queue = new KeyedQueue();
+  readonly #stats = new Map<string, ProfileStats>();
+  readonly #reader: TieredReader;
+  /** Keys with a save or delete in progress (count of writers). */
+  readonly #writing = new Map<string, number>();
+  #closed = false;
+
+  private constructor(ranked: ProfileEntry[], errors: Map<string, PersistenceError>, logger: Logger) {
+    const first = ranked[0];
+    if (!first) throw new NoOperatorError("No storage profile could be opened");
+    this.#ranked = ranked;
+    this.ops = new Map(ranked.map((e) => [e.name, e]));
+    this.profileErrors = errors;
+    this.fastestOp = first.op;
+    this.fastestProfile = first.name;
+    this.logger = logger;
+    for (const e of ranked) this.#stats.set(e.name, emptyStats());
+    this.#reader = new TieredReader({
+      ranked,
+      logger,
+      stats: (name) => this.#stats.get(name)!,
+      call: (entry, what, key, fn) => this.#call(entry, what, key, fn),
+      serialize: (entry, key, task) => this.#queue.run(queueKey(entry.name, key), task),
+      writeInProgress: (key) => this.#writing.has(key),
+    });
+  }
+
+  /**
+   * Opens every profile, probes each one (a reserved key, written, read
+   * several times and deleted) and ranks them by the median read.
+   * A profile that fails is left out with a `ProfileError` in
+   * {@link profileErrors}; it is never replaced by another backend.
+   *
+   * @throws NoOperatorError when no profile works (the message lists why each failed).
+   */
+  static async fromSettings(settings: StorageSettings, options: DeviceStorageOptions = {}): Promise<DeviceStorage> {
+    const logger = options.logger ?? consoleLogger();
+    const probeReads = Math.max(1, options.probeReads ?? 7);
+    const errors = new Map<string, PersistenceError>();
+    for (const [name, err] of Object.entries(settings.profileErrors ?? {})) {
+      errors.set(name, asProfileError(name, err));
+    }
+    const names = Object.keys(settings.profiles ?? {});
+    // Open in parallel (network round trips overlap), probe one at a time (timings do not disturb each other).
+    const opened = await Promise.all(
+      names.map(async (name) => {
+        try {
+          return await openProfile(name, settings.profiles[name] ?? {});
+        } catch (err) {
+          errors.set(name, asProfileError(name, err));
+          return undefined;
+        }
+      }),
+    );
+    return DeviceStorage.#rank(
+      opened.filter((o) => o !== undefined),
+      errors,
+      logger,
+      probeReads,
+    );
+  }
+
+  /**
+   * Storage over operators you opened yourself (custom drivers, wrapped
+   * operators). Each is probed as in {@link fromSettings}; `speed` overrides
+   * the measured rank value.
+   */
+  static async fromOperators(
+    profiles: readonly { name: string; op: Operator; speed?: number; timeoutMs?: number }[],
+    options: DeviceStorageOptions = {},
+  ): Promise<DeviceStorage> {
+    const seen = new Set<string>();
+    for (const p of profiles) {
+      if (seen.has(p.name)) throw new ProfileError(`Duplicate profile name "${p.name}"`, { profile: p.name });
+      seen.add(p.name);
+    }
+    return DeviceStorage.#rank(
+      profiles.map((p) => ({ name: p.name, scheme: p.op.scheme, op: p.op, speedOverride: p.speed, timeoutMs: p.timeoutMs })),
+      new Map(),
+      options.logger ?? consoleLogger(),
+      Math.max(1, options.probeReads ?? 7),
+    );
+  }
+
+  static async #rank(
+    opened: readonly OpenedProfile[],
+    errors: Map<string, PersistenceError>,
+    logger: Logger,
+    probeReads: number,
+  ): Promise<DeviceStorage> {
+    const entries: ProfileEntry[] = [];
+    for (const o of opened) {
+      try {
+        const probeKey = `${PROBE_KEY_PREFIX}${process.pid}-${randomBytes(6).toString("hex")}`;
+        const measured = await probe(o.op, probeKey, o.timeoutMs, probeReads, o.name);
+        entries.push({
+          name: o.name,
+          scheme: o.scheme,
+          op: o.op,
+          timeoutMs: o.timeoutMs,
+          probeKey,
+          measuredSpeed: measured,
+          speed: o.speedOverride ?? measured,
+        });
+      } catch (err) {
+        errors.set(o.name, asProfileError(o.name, err, "failed its start-up probe"));
+        await o.op.close().catch(() => {});
+      }
+    }
+    for (const [name, err] of errors) logger.warn({ profile: name, err: err.message }, "storage profile left out");
+    // Stable sort: equal speeds keep settings order.
+    entries.sort((a, b) => a.speed - b.speed);
+    if (entries.length === 0) {
+      const why = [...errors].map(([n, e]) => `${n}: ${e.message}`).join("; ");
+      throw new NoOperatorError(`No storage profile could be opened${why ? ` (${why})` : " (no profiles configured)"}`);
+    }
+    logger.debug(
+      { ranking: entries.map((e) => `${e.name}=${e.speed.toFixed(1)}us`).join(", ") },
+      "storage profiles ranked",
+    );
+    return new DeviceStorage(entries, errors, logger);
+  }
+
+  /**
+   * The process-wide storage, created on first call from the settings folder
+   * (`TERRAPHIM_SETTINGS_PATH` or the platform config folder; a default
+   * settings file is written on first run). If {@link initMemoryOnly} ran
+   * first, this returns that memory-only storage.
+   */
+  static instance(): Promise<DeviceStorage> {
+    if (!singleton) {
+      singletonMemoryOnly = false;
+      singleton = (async () => {
+        const { loadSettings } = await import("./settings/index.js");
+        return DeviceStorage.fromSettings(await loadSettings());
+      })();
+      singleton.catch(() => {
+        singleton = undefined;
+      });
+    }
+    return singleton;
+  }
+
+  /**
+   * Makes the process-wide storage a single in-memory profile (tests, demos,
+   * ephemeral tools). Returns the existing singleton if it is already memory-only.
+   * @throws ProfileError if the singleton was already created from settings.
+   */
+  static async initMemoryOnly(): Promise<DeviceStorage> {
+    if (singleton && !singletonMemoryOnly) {
+      throw new ProfileError(
+        "DeviceStorage.initMemoryOnly(): the storage singleton was already created from settings; call initMemoryOnly() before the first DeviceStorage.instance(), or use DeviceStorage.fromSettings() for an independent store",
+      );
+    }
+    if (!singleton) {
+      singletonMemoryOnly = true;
+      singleton = DeviceStorage.fromSettings({ profiles: { memory: { type: "memory" } } });
+      singleton.catch(() => {
+        singleton = undefined;
+      });
+    }
+    return singleton;
+  }
+
+  /** Closes and forgets the singleton (tests, shutdown). */
+  static async resetInstance(): Promise<void> {
+    const s = singleton;
+    singleton = undefined;
+    singletonMemoryOnly = false;
+    if (s) await (await s.catch(() => undefined))?.close();
+  }
+
+  /** Profiles in speed order, fastest first. */
+  get ranked(): readonly ProfileEntry[] {
+    return this.#ranked;
+  }
+
+  /** Whether {@link close} was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Saves a JSON value under `key` to every profile (or `options.profiles`) in
+   * parallel, compressed by the codec when large. Writes to one key are
+   * applied in call order in every profile.
+   * @throws PartialWriteError listing every profile's outcome if any write failed.
+   * @throws ProfileError for an unknown profile name (nothing is written).
+   */
+  async saveValue(key: string, value: unknown, options: SaveOptions = {}): Promise<void> {
+    const targets = this.#targets(options.profiles);
+    const bytes = encodeJson(value, { key });
+    await this.#writeAll(key, targets, "write", (op) => op.write(key, bytes), bytes.length);
+  }
+
+  /**
+   * Saves already-encoded bytes (as stored: `ZSTD` frame or raw) to every profile or the named ones.
+   * @throws PartialWriteError, ProfileError as {@link saveValue}.
+   */
+  async saveBytes(key: string, bytes: Uint8Array, options: SaveOptions = {}): Promise<void> {
+    const targets = this.#targets(options.profiles);
+    await this.#writeAll(key, targets, "write", (op) => op.write(key, bytes), bytes.length);
+  }
+
+  /**
+   * Deletes `key` from every profile (or the named ones), in parallel.
+   * @throws PartialWriteError if any delete failed.
+   */
+  async deleteValue(key: string, options: SaveOptions = {}): Promise<void> {
+    await this.#writeAll(key, this.#targets(options.profiles), "delete", (op) => op.delete(key), 0);
+  }
+
+  /**
+   * Loads the JSON value at `key`: fastest profile first, then the others in
+   * speed order. A value found in a slower profile is written back to the
+   * fastest in the background (never over a newer save). Concurrent loads of a
+   * key share one fallback read. A value that fails `decode` in the fastest
+   * profile is replaced from a slower one (schema evolution).
+   *
+   * @throws NotFoundError if every profile says the key is absent.
+   * @throws DeserializeError if the key exists but no profile holds a value that decodes.
+   * @throws BackendError if the key was not found and some profile failed (so absence is not certain).
+   */
+  loadValue<T = unknown>(key: string, decode?: Decoder<T>): Promise<LoadResult<T>> {
+    this.#checkOpen();
+    return this.#reader.load(key, decode);
+  }
+
+  /** Whether any profile holds `key`. */
+  async exists(key: string): Promise<boolean> {
+    for (const e of this.#ranked) {
+      try {
+        if (await this.#call(e, "exists", key, () => e.op.exists(key))) return true;
+      } catch (err) {
+        this.logger.debug({ profile: e.name, key, err }, "exists failed");
+      }
+    }
+    return false;
+  }
+
+  /** Resolves when every background write-back scheduled so far has finished (for tests and shutdown). */
+  flush(): Promise<void> {
+    return this.#reader.flush();
+  }
+
+  /** Counters per profile. */
+  stats(): Record<string, ProfileStats> {
+    return Object.fromEntries([...this.#stats].map(([k, v]) => [k, { ...v }]));
+  }
+
+  /** Waits for background work, then closes every profile (file handles, locks, sockets). Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.flush();
+    this.#closed = true;
+    await Promise.all(this.#ranked.map((e) => e.op.close().catch(() => {})));
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new PersistenceError("DeviceStorage is closed", {}, "E_CLOSED");
+  }
+
+  #targets(profiles: readonly string[] | undefined): readonly ProfileEntry[] {
+    this.#checkOpen();
+    if (profiles === undefined) return this.#ranked;
+    return profiles.map((name) => {
+      const e = this.ops.get(name);
+      if (e) return e;
+      const left = this.profileErrors.get(name);
+      throw new ProfileError(
+        left
+          ? `Profile "${name}" is not available: ${left.message}`
+          : `Unknown profile name: ${name}. Available profiles: ${[...this.ops.keys()].join(", ")}`,
+        { profile: name },
+      );
+    });
+  }
+
+  async #writeAll(
+    key: string,
+    targets: readonly ProfileEntry[],
+    what: "write" | "delete",
+    fn: (op: Operator) => Promise<void>,
+    size: number,
+  ): Promise<void> {
+    // Any write-back whose read began before this write must not land after it.
+    this.#reader.invalidate(key);
+    this.#writing.set(key, (this.#writing.get(key) ?? 0) + 1);
+    try {
+      const settled = await Promise.allSettled(
+        targets.map((e) => this.#queue.run(queueKey(e.name, key), () => this.#call(e, what, key, () => fn(e.op)))),
+      );
+      const outcomes: ProfileOutcome[] = settled.map((r, i) => {
+        const profile = targets[i]!.name;
+        const st = this.#stats.get(profile)!;
+        if (r.status === "fulfilled") {
+          st.bytesWritten += size;
+          return { profile, ok: true };
+        }
+        st.failures++;
+        return { profile, ok: false, error: r.reason as Error };
+      });
+      if (outcomes.some((o) => !o.ok)) throw new PartialWriteError(key, outcomes);
+    } finally {
+      const n = this.#writing.get(key)! - 1;
+      if (n === 0) this.#writing.delete(key);
+      else this.#writing.set(key, n);
+    }
+  }
+
+  /** Runs one backend call under the profile's time limit. */
+  #call<T>(entry: ProfileEntry, what: string, key: string, fn: () => Promise<T>): Promise<T> {
+    if (entry.timeoutMs === undefined) return fn();
+    return withTimeout(fn(), entry.timeoutMs, `${what} of "${key}" in profile "${entry.name}"`, entry.name, key);
+  }
+}
+
+function queueKey(profile: string, key: string): string {
+  return `${profile}\0${key}`;
+}
+
+function emptyStats(): ProfileStats {
+  return {
+    hits: 0,
+    misses: 0,
+    fallbacks: 0,
+    writeBacks: 0,
+    writeBacksSkipped: 0,
+    failures: 0,
+    bytesRead: 0,
+    bytesWritten: 0,
+  };
+}
+
+function asProfileError(profile: string, err: unknown, doing = "could not be opened"): PersistenceError {
+  if (err instanceof ProfileError && err.profile === profile) return err;
+  const msg = err instanceof Error ? err.message : String(err);
+  return new ProfileError(`Profile "${profile}" ${doing}: ${msg}`, { profile, cause: err });
+}
+
+function parseNumberOption(profile: string, key: string, raw: string | undefined, min: number): number | undefined {
+  if (raw === undefined || raw.trim() === "") return undefined;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < min) {
+    throw new ProfileError(`profiles.${profile}.${key}: expected a number >= ${min}, got ${JSON.stringify(raw)}`, {
+      profile,
+    });
+  }
+  return n;
+}
+
+interface OpenedProfile {
+  name: string;
+  scheme: string;
+  op: Operator;
+  speedOverride: number | undefined;
+  timeoutMs: number | undefined;
+}
+
+async function openProfile(name: string, profile: Readonly<Record<string, string>>): Promise<OpenedProfile> {
+  const scheme = profile.type?.trim();
+  if (!scheme) throw new ProfileError(`profiles.${name}.type: required (the backend scheme, e.g. "sqlite")`);
+  const speedOverride = parseNumberOption(name, "speed", profile.speed, 0);
+  const remote = !(NATIVE_SCHEMES as readonly string[]).includes(scheme.toLowerCase());
+  const timeoutMs =
+    parseNumberOption(name, "timeout_ms", profile.timeout_ms, 1) ?? (remote ? DEFAULT_REMOTE_TIMEOUT_MS : undefined);
+  const options: Record<string, string> = {};
+  for (const [k, v] of Object.entries(profile)) if (!STORAGE_KEYS.has(k)) options[k] = v;
+  const op = await createOperator(scheme, options, { profile: name });
+  return { name, scheme: op.scheme, op, speedOverride, timeoutMs };
+}
+
+/**
+ * Writes a 4 KiB value under a reserved key, reads it back `reads` times
+ * (after one untimed warm-up read), checks the bytes and deletes the key.
+ * Returns the median read in microseconds.
+ */
+async function probe(
+  op: Operator,
+  key: string,
+  timeoutMs: number | undefined,
+  reads: number,
+  profile: string,
+): Promise<number> {
+  const payload = randomBytes(4096);
+  const limit = <T>(p: Promise<T>, what: string) =>
+    timeoutMs === undefined ? p : withTimeout(p, timeoutMs, `probe ${what}`, profile, key);
+  await limit(op.write(key, payload), "write");
+  try {
+    const first = await limit(op.read(key), "read");
+    if (!Buffer.from(first).equals(payload)) {
+      throw new ProfileError(`Profile "${profile}" returned different bytes than were written in its probe`, {
+        profile,
+      });
+    }
+    const times: number[] = [];
+    for (let i = 0; i < reads; i++) {
+      const t0 = performance.now();
+      await limit(op.read(key), "read");
+      times.push((performance.now() - t0) * 1000);
+    }
+    times.sort((a, b) => a - b);
+    return times[Math.floor(times.length / 2)]!;
+  } finally {
+    await limit(op.delete(key), "delete");
+  }
+}
+
+/** Rejects with a `TimeoutError` if `p` does not settle within `ms`. */
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string, profile?: string, key?: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TimeoutError(`${what} timed out after ${ms} ms`, { profile, key })), ms);
+    timer.unref?.();
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,161 @@
+import type { StandardSchemaV1 } from "@standard-schema/spec";
+import type { DeviceStorage, LoadResult, ProfileEntry } from "./device-storage.js";
+import { DeserializeError } from "./errors.js";
+import { normalizeKey } from "./keys.js";
+import type { Decoder } from "./_tiered-read.js";
+
+/**
+ * Builds a decoder from a Standard Schema (zod 4, valibot, arktype, ...):
+ * the validated (possibly transformed) output, or a `DeserializeError`
+ * listing the issues.
+ */
+export function schemaDecoder<S extends StandardSchemaV1>(schema: S): Decoder<StandardSchemaV1.InferOutput<S>> {
+  const fail = (issues: readonly StandardSchemaV1.Issue[]): never => {
+    const text = issues
+      .slice(0, 5)
+      .map((i) => {
+        const path = (i.path ?? []).map((p) => (typeof p === "object" ? String(p.key) : String(p))).join(".");
+        return path ? `${path}: ${i.message}` : i.message;
+      })
+      .join("; ");
+    throw new DeserializeError(`Stored value does not match the schema: ${text}`);
+  };
+  return (json: unknown) => {
+    const r = schema["~standard"].validate(json);
+    if (r instanceof Promise) {
+      return r.then((res) => (res.issues ? fail(res.issues) : res.value));
+    }
+    return r.issues ? fail(r.issues) : r.value;
+  };
+}
+
+const decoders = new WeakMap<object, Decoder<unknown>>();
+/** Storage given to an object; kept outside the object so it is never serialised. */
+const storages = new WeakMap<Persistable, DeviceStorage>();
+
+/** Static side of a Persistable subclass. */
+export interface PersistableClass {
+  /** Optional Standard Schema the stored JSON must satisfy (schema evolution). */
+  schema?: StandardSchemaV1 | undefined;
+}
+
+/**
+ * An object saved as JSON under its own key, across every profile of a
+ * {@link DeviceStorage}: the Rust crate's `Persistable` trait as a class.
+ *
+ * Fields are the object's own enumerable properties (`JSON.stringify(this)`;
+ * override `toJSON` to change that). Declare `static schema` (zod, valibot,
+ * arktype) to have loads validate the stored value: a value in the fastest
+ * profile that no longer fits is replaced from a slower profile.
+ *
+ * @example
+ * class Note extends Persistable {
+ *   static schema = z.object({ id: z.string(), text: z.string() });
+ *   text = "";
+ *   constructor(public id: string) { super(); }
+ *   getKey() { return `note_${this.normalizeKey(this.id)}.json`; }
+ * }
+ * await new Note("a").save();
+ * const note = await new Note("a").load();
+ */
+export abstract class Persistable {
+  /** The storage key of this object, e.g. `document_<normalized id>.json`. */
+  abstract getKey(): string;
+
+  /** The Rust crate's key normalisation (see {@link normalizeKey}). */
+  normalizeKey(s: string): string {
+    return normalizeKey(s);
+  }
+
+  /** Uses `storage` for this object instead of the process singleton. Returns `this`. */
+  withStorage(storage: DeviceStorage): this {
+    storages.set(this, storage);
+    return this;
+  }
+
+  /** The storage this object uses: the one given to {@link withStorage}, else `DeviceStorage.instance()`. */
+  async storage(): Promise<DeviceStorage> {
+    const given = storages.get(this);
+    if (given) return given;
+    const { DeviceStorage } = await import("./device-storage.js");
+    return DeviceStorage.instance();
+  }
+
+  /** The profiles (fastest first) and the fastest operator, as the Rust `load_config`. */
+  async loadConfig(): Promise<{ ops: ReadonlyMap<string, ProfileEntry>; fastestOp: DeviceStorage["fastestOp"] }> {
+    const s = await this.storage();
+    return { ops: s.ops, fastestOp: s.fastestOp };
+  }
+
+  /** Saves to every profile in parallel. @throws PartialWriteError listing each profile's outcome. */
+  save(): Promise<void> {
+    return this.saveToAll();
+  }
+
+  /** Saves to every profile in parallel. @throws PartialWriteError listing each profile's outcome. */
+  async saveToAll(): Promise<void> {
+    await (await this.storage()).saveValue(this.getKey(), this);
+  }
+
+  /** Saves to one profile. @throws ProfileError for an unknown profile, listing the available ones. */
+  saveToOne(profile: string): Promise<void> {
+    return this.saveToProfile(profile);
+  }
+
+  /** Saves to one profile. @throws ProfileError for an unknown profile, listing the available ones. */
+  async saveToProfile(profile: string): Promise<void> {
+    await (await this.storage()).saveValue(this.getKey(), this, { profiles: [profile] });
+  }
+
+  /** Deletes this object's key from every profile. */
+  async delete(): Promise<void> {
+    await (await this.storage()).deleteValue(this.getKey());
+  }
+
+  /**
+   * Loads the stored value of this object's key into a new instance of the
+   * same class (this object is not changed). Fields missing from the stored
+   * JSON keep this object's values.
+   * @throws NotFoundError, DeserializeError, BackendError (see `DeviceStorage.loadValue`).
+   */
+  async load(): Promise<this> {
+    return (await this.loadWithSource()).value;
+  }
+
+  /** As {@link load}, also telling which profile served the value and whether a write-back was scheduled. */
+  async loadWithSource(): Promise<LoadResult<this>> {
+    const storage = await this.storage();
+    const r = await storage.loadValue(this.getKey(), this.#decoder());
+    return { ...r, value: this.fromStored(r.value) };
+  }
+
+  /**
+   * Builds the loaded instance from the stored (validated) JSON: an object
+   * with this object's prototype, this object's fields, then the stored ones.
+   * The constructor is not called, so override this in classes with `#private`
+   * fields or fields needing conversion (dates, maps, nested classes).
+   */
+  protected fromStored(data: unknown): this {
+    const copy = Object.assign(Object.create(Object.getPrototypeOf(this)) as this, this, data);
+    const given = storages.get(this);
+    if (given) storages.set(copy, given);
+    return copy;
+  }
+
+  #decoder(): Decoder<unknown> | undefined {
+    const ctor = this.constructor as PersistableClass & object;
+    const schema = ctor.schema;
+    if (!schema) return objectDecoder;
+    let d = decoders.get(schema);
+    if (!d) decoders.set(schema, (d = schemaDecoder(schema)));
+    return d;
+  }
+}
+
+/** Without a schema, the stored JSON must at least be an object. */
+const objectDecoder: Decoder<unknown> = (json) => {
+  if (json === null || typeof json !== "object" || Array.isArray(json)) {
+    throw new DeserializeError(`Expected a JSON object, got ${json === null ? "null" : Array.isArray(json) ? "an array" : typeof json}`);
+  }
+  return json;
+};
