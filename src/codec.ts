@@ -1,0 +1,297 @@
+/**
+ * How a value is turned into stored bytes and back, compatible with the Rust
+ * `terraphim_persistence` crate:
+ *
+ * - values are JSON text in UTF-8;
+ * - a value of at least {@link COMPRESSION_THRESHOLD} bytes is stored as
+ *   `ZSTD` + a zstd frame (level 3) when that is smaller than the JSON;
+ * - on read, bytes that start with `ZSTD` and are longer than 4 are
+ *   decompressed; anything else is used as-is.
+ *
+ * Small values take a copy-free path and never load the zstd native binding.
+ *
+ * @module
+ */
+
+import { createRequire } from "node:module";
+import type * as ZstdBinding from "zstd-napi/binding.js";
+import { DeserializeError, PersistenceError } from "./errors.js";
+
+/** Values of at least this many bytes (1 MiB) are compressed, as in the Rust crate. */
+export const COMPRESSION_THRESHOLD = 1_048_576;
+
+/** Header in front of a compressed value: the ASCII bytes of `ZSTD`. Do not mutate. */
+export const ZSTD_MAGIC: Uint8Array = new Uint8Array([0x5a, 0x53, 0x54, 0x44]);
+
+/** zstd level used for values, as in the Rust crate. */
+export const COMPRESSION_LEVEL = 3;
+
+/**
+ * Default upper bound on the size of a decompressed value (1 GiB). A few
+ * hundred bytes of zstd can claim terabytes; this stops such a "zstd bomb"
+ * from exhausting memory.
+ */
+export const DEFAULT_MAX_DECOMPRESSED_BYTES = 1024 * 1024 * 1024;
+
+/** Options for reading stored bytes. */
+export interface DecompressOptions {
+  /**
+   * Largest decompressed size accepted, in bytes. A frame that inflates beyond
+   * it is refused with a {@link DeserializeError}.
+   * @default DEFAULT_MAX_DECOMPRESSED_BYTES (1 GiB)
+   */
+  maxDecompressedBytes?: number | undefined;
+}
+
+/** Where a value came from, for error messages. */
+export interface CodecContext {
+  /** Profile the value was read from or is written to. */
+  profile?: string | undefined;
+  /** Key of the value. */
+  key?: string | undefined;
+}
+
+const utf8Encoder = new TextEncoder();
+// fatal: invalid UTF-8 is an error, as it is for serde_json, not silently U+FFFD.
+const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
+
+// Grow output chunks up to this size when a frame does not declare its content size.
+const MAX_CHUNK = 256 * 1024 * 1024;
+
+let zstdBinding: typeof ZstdBinding | undefined;
+let cctx: ZstdBinding.CCtx | undefined;
+let dctx: ZstdBinding.DCtx | undefined;
+
+/** Loads the native zstd binding on first use, so small values never pay for it. */
+function zstd(): typeof ZstdBinding {
+  if (zstdBinding === undefined) {
+    try {
+      zstdBinding = createRequire(import.meta.url)("zstd-napi/binding") as typeof ZstdBinding;
+    } catch (cause) {
+      throw new PersistenceError("Cannot load the zstd-napi native binding, needed for values of 1 MiB or more", {
+        cause,
+      });
+    }
+  }
+  return zstdBinding;
+}
+
+/** The shared compression context: level 3 with a content checksum, like Rust's `zstd::Encoder`. */
+function compressor(z: typeof ZstdBinding): ZstdBinding.CCtx {
+  if (cctx === undefined) {
+    const c = new z.CCtx();
+    c.setParameter(z.CParameter.compressionLevel, COMPRESSION_LEVEL);
+    // Frames written by the Rust crate carry an xxhash64 checksum, so corruption is caught on read; ours do too.
+    c.setParameter(z.CParameter.checksumFlag, 1);
+    cctx = c;
+  }
+  return cctx;
+}
+
+/** Thrown by {@link inflate} when the output would pass the limit; distinct from a corrupt frame. */
+class InflateLimitError extends Error {}
+
+/**
+ * Whether `bytes` carry the compressed-value header: they start with `ZSTD`
+ * and are longer than 4 bytes (exactly `ZSTD` is an ordinary value).
+ */
+export function isCompressed(bytes: Uint8Array): boolean {
+  return bytes.length > 4 && bytes[0] === 0x5a && bytes[1] === 0x53 && bytes[2] === 0x54 && bytes[3] === 0x44;
+}
+
+/**
+ * Compresses a value the way the Rust crate does: if it is at least
+ * {@link COMPRESSION_THRESHOLD} bytes, zstd level 3 with the `ZSTD` header,
+ * kept only if that is smaller than the input. Otherwise, or if compression
+ * fails, returns `bytes` itself (not a copy).
+ */
+export function maybeCompress(bytes: Uint8Array): Uint8Array {
+  if (bytes.length < COMPRESSION_THRESHOLD) return bytes;
+  let stored: number;
+  let out: Uint8Array;
+  try {
+    const z = zstd();
+    out = new Uint8Array(ZSTD_MAGIC.length + z.compressBound(bytes.length));
+    stored = ZSTD_MAGIC.length + compressor(z).compress2(out.subarray(ZSTD_MAGIC.length), bytes);
+  } catch {
+    // Rust: "Compression failed, using raw data".
+    return bytes;
+  }
+  // Rust compares the bare frame with the input; we count the 4-byte header too,
+  // so a stored value is never larger than the JSON. Both sides read either form.
+  if (stored >= bytes.length) return bytes;
+  out[0] = 0x5a;
+  out[1] = 0x53;
+  out[2] = 0x54;
+  out[3] = 0x44;
+  // Copy out of the compressBound-sized buffer so the result holds no slack.
+  return out.slice(0, stored);
+}
+
+/**
+ * Reverses {@link maybeCompress}: bytes that start with `ZSTD` and are longer
+ * than 4 are decompressed; anything else is returned as-is (not a copy). If
+ * the rest is not a valid zstd stream (corrupt, truncated, trailing garbage),
+ * the raw bytes are returned unchanged, as the Rust crate does.
+ *
+ * @throws DeserializeError if the frame would inflate beyond
+ *   `maxDecompressedBytes` (a zstd bomb); Rust has no such limit.
+ * @example
+ * const json = maybeDecompress(stored, { maxDecompressedBytes: 64 * 1024 * 1024 });
+ */
+export function maybeDecompress(bytes: Uint8Array, options?: DecompressOptions): Uint8Array {
+  if (!isCompressed(bytes)) return bytes;
+  const limit = checkLimit(options?.maxDecompressedBytes);
+  const z = zstd();
+  try {
+    return inflate(z, bytes.subarray(4), limit);
+  } catch (error) {
+    if (error instanceof InflateLimitError) throw limitError(error, {});
+    return bytes;
+  }
+}
+
+/**
+ * Serializes a value the way the Rust crate stores it: JSON text, UTF-8,
+ * then {@link maybeCompress}.
+ *
+ * @throws PersistenceError if the value has no JSON form (`undefined`, a
+ *   function, a symbol) or cannot be serialized (a cycle, a BigInt).
+ * @example
+ * const bytes = encodeJson({ id: "doc-1", body: "..." });
+ * await operator.write("document_doc_1.json", bytes);
+ */
+export function encodeJson(value: unknown, context: CodecContext = {}): Uint8Array {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch (cause) {
+    throw new PersistenceError(
+      `Expected a JSON-serializable value${where(context)}, but JSON.stringify failed: ${messageOf(cause)}`,
+      { ...context, cause },
+    );
+  }
+  if (text === undefined) {
+    throw new PersistenceError(`Expected a JSON-serializable value${where(context)}, got ${typeof value}`, context);
+  }
+  return maybeCompress(utf8Encoder.encode(text));
+}
+
+/**
+ * Parses stored bytes: {@link maybeDecompress}, UTF-8, `JSON.parse`.
+ *
+ * @throws DeserializeError (code `E_DESERIALIZE`) naming what was wrong: a
+ *   `ZSTD` header on something that is not a zstd frame, a frame over the size
+ *   limit, invalid UTF-8, or invalid JSON.
+ * @example
+ * const doc = decodeJson(await operator.read(key), { profile: "sqlite", key });
+ */
+export function decodeJson(bytes: Uint8Array, context: CodecContext & DecompressOptions = {}): unknown {
+  const ctx: CodecContext = { profile: context.profile, key: context.key };
+  let raw = bytes;
+  if (isCompressed(bytes)) {
+    const limit = checkLimit(context.maxDecompressedBytes);
+    const z = zstd();
+    try {
+      raw = inflate(z, bytes.subarray(4), limit);
+    } catch (error) {
+      if (error instanceof InflateLimitError) throw limitError(error, ctx);
+      // maybeDecompress would hand back the raw bytes here, and "ZSTD..." is
+      // never valid JSON, so the read fails either way: say why.
+      throw new DeserializeError(
+        `Value${where(ctx)} starts with ZSTD but is not a valid zstd frame (${bytes.length} bytes): ${messageOf(error)}`,
+        { ...ctx, cause: error },
+      );
+    }
+  }
+  let text: string;
+  try {
+    text = utf8Decoder.decode(raw);
+  } catch (cause) {
+    const why = cause instanceof TypeError ? "not valid UTF-8" : `cannot be decoded as text: ${messageOf(cause)}`;
+    throw new DeserializeError(`Value${where(ctx)} (${raw.length} bytes) is ${why}`, { ...ctx, cause });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (cause) {
+    throw new DeserializeError(`Value${where(ctx)} is not valid JSON: ${messageOf(cause)}`, { ...ctx, cause });
+  }
+}
+
+/**
+ * Decompresses every zstd frame in `src` into at most `limit` bytes.
+ * Throws the binding's error on a corrupt or truncated stream and
+ * {@link InflateLimitError} when the output would pass `limit`.
+ */
+function inflate(z: typeof ZstdBinding, src: Uint8Array, limit: number): Uint8Array {
+  dctx ??= new z.DCtx();
+  // A previous call may have thrown mid-frame.
+  dctx.reset(z.ResetDirective.sessionOnly);
+
+  let declared: number | null = null;
+  try {
+    declared = z.getFrameContentSize(src);
+  } catch {
+    // Not a parsable header: decompressStream below reports the real error.
+  }
+  if (declared !== null && declared > limit) {
+    throw new InflateLimitError(`its frame header declares ${declared} bytes`);
+  }
+
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  let input = src;
+  // Frames written by Rust's streaming encoder do not declare their size: guess, then grow.
+  let next = declared !== null && declared > 0 ? declared : Math.max(z.dStreamOutSize(), src.length * 4);
+  for (;;) {
+    // One byte of room past the limit is how an over-long output is noticed.
+    const out = Buffer.allocUnsafe(Math.min(next, limit - total + 1));
+    const [remaining, produced, consumed] = dctx.decompressStream(out, input);
+    input = input.subarray(consumed);
+    total += produced;
+    if (produced > 0) chunks.push(produced === out.length ? out : out.subarray(0, produced));
+    if (total > limit) throw new InflateLimitError(`it inflates past ${limit} bytes`);
+    if (input.length === 0) {
+      if (remaining === 0) break; // last frame complete and flushed
+      if (produced < out.length) throw new Error("truncated zstd frame (input ended mid-frame)");
+    } else if (produced === 0 && consumed === 0) {
+      throw new Error("zstd decoder made no progress");
+    }
+    next = Math.min(Math.max(z.dStreamOutSize(), total), MAX_CHUNK);
+  }
+
+  if (chunks.length === 0) return new Uint8Array(0);
+  if (chunks.length === 1) {
+    const only = chunks[0]!;
+    // Do not pin a mostly-empty guessed buffer for the value's lifetime
+    // (new Uint8Array copies; Buffer#slice would not).
+    return only.byteLength * 2 < only.buffer.byteLength ? new Uint8Array(only) : only;
+  }
+  return Buffer.concat(chunks, total);
+}
+
+function checkLimit(limit: number | undefined): number {
+  if (limit === undefined) return DEFAULT_MAX_DECOMPRESSED_BYTES;
+  if (!Number.isSafeInteger(limit) || limit < 0) {
+    throw new PersistenceError(`Expected maxDecompressedBytes to be a non-negative integer, got ${String(limit)}`);
+  }
+  return limit;
+}
+
+function limitError(error: InflateLimitError, ctx: CodecContext): DeserializeError {
+  return new DeserializeError(
+    `Refusing to decompress value${where(ctx)}: ${error.message}, over the maxDecompressedBytes limit (possible zstd bomb)`,
+    { ...ctx, cause: error },
+  );
+}
+
+function where(ctx: CodecContext): string {
+  let s = "";
+  if (ctx.key !== undefined) s += ` of key ${JSON.stringify(ctx.key)}`;
+  if (ctx.profile !== undefined) s += ` in profile ${JSON.stringify(ctx.profile)}`;
+  return s;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
