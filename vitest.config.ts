@@ -7,6 +7,7 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Native backends (redb/sled locks) are process-wide: keep each file in its own fork.
     pool: "forks",
-    reporters: ["default"],
+    // CI lists every test, so the log names each backend the conformance suite ran against.
+    reporters: process.env.CI ? ["verbose"] : ["default"],
   },
 });

@@ -196,7 +196,10 @@ export class TieredReader<E extends Entry = Entry> {
       flight = f;
       this.#flights.set(flightKey, f);
       let set = this.#byKey.get(key);
-      if (!set) this.#byKey.set(key, (set = new Set()));
+      if (!set) {
+        set = new Set();
+        this.#byKey.set(key, set);
+      }
       set.add(f);
       const done = () => {
         if (this.#flights.get(flightKey) === f) this.#flights.delete(flightKey);
@@ -281,7 +284,10 @@ export class TieredReader<E extends Entry = Entry> {
 
 function decoderId(dec: Decoder<unknown>): number {
   let id = decoderIds.get(dec);
-  if (id === undefined) decoderIds.set(dec, (id = nextDecoderId++));
+  if (id === undefined) {
+    id = nextDecoderId++;
+    decoderIds.set(dec, id);
+  }
   return id;
 }
 

@@ -1,19 +1,19 @@
 import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
+import { KeyedQueue } from "./_keyed-queue.js";
+import { type Decoder, TieredReader } from "./_tiered-read.js";
 import { encodeJson } from "./codec.js";
 import {
   NoOperatorError,
   PartialWriteError,
   PersistenceError,
-  type ProfileOutcome,
   ProfileError,
+  type ProfileOutcome,
   TimeoutError,
 } from "./errors.js";
 import { consoleLogger, type Logger } from "./logger.js";
 import { createOperator, NATIVE_SCHEMES } from "./operators/index.js";
 import type { Operator } from "./operators/types.js";
-import { KeyedQueue } from "./_keyed-queue.js";
-import { type Decoder, TieredReader } from "./_tiered-read.js";
 
 /** The part of `DeviceSettings` that storage needs: named profiles of string options. */
 export interface StorageSettings {
@@ -191,7 +191,13 @@ export class DeviceStorage {
       seen.add(p.name);
     }
     return DeviceStorage.#rank(
-      profiles.map((p) => ({ name: p.name, scheme: p.op.scheme, op: p.op, speedOverride: p.speed, timeoutMs: p.timeoutMs })),
+      profiles.map((p) => ({
+        name: p.name,
+        scheme: p.op.scheme,
+        op: p.op,
+        speedOverride: p.speed,
+        timeoutMs: p.timeoutMs,
+      })),
       new Map(),
       options.logger ?? consoleLogger(),
       Math.max(1, options.probeReads ?? 7),

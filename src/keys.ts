@@ -16,20 +16,33 @@ export function validateKey(path: unknown, profile?: string): string {
   if (typeof path !== "string") {
     throw new InvalidKeyError(`Expected key to be a string, got ${path === null ? "null" : typeof path}`, { profile });
   }
-  const fail = (why: string): never => {
-    const shown = path.length > 80 ? `${path.slice(0, 80)}...` : path;
-    throw new InvalidKeyError(`Invalid key ${JSON.stringify(shown)}: ${why}`, { profile, key: shown });
-  };
-  if (path.length === 0) fail("empty");
-  if (path.includes("\0")) fail("contains NUL");
-  if (path.includes("\\")) fail("contains a backslash");
-  if (path.startsWith("/")) fail("absolute path (starts with /)");
-  if (Buffer.byteLength(path, "utf8") > MAX_KEY_BYTES) fail(`longer than ${MAX_KEY_BYTES} bytes`);
-  for (const seg of path.split("/")) {
-    if (seg === "") fail("empty path segment (// or trailing /)");
-    if (seg === "." || seg === "..") fail(`"${seg}" segment`);
+  // One pass over the characters: this runs on every call of every driver, hot path included.
+  const n = path.length;
+  if (n === 0) return badKey(path, "empty", profile);
+  if (path.charCodeAt(0) === 47) return badKey(path, "absolute path (starts with /)", profile);
+  // A UTF-16 unit is at most 3 UTF-8 bytes: only long keys need counting.
+  if (n > MAX_KEY_BYTES / 3 && Buffer.byteLength(path, "utf8") > MAX_KEY_BYTES) {
+    return badKey(path, `longer than ${MAX_KEY_BYTES} bytes`, profile);
+  }
+  let segStart = 0;
+  for (let i = 0; i <= n; i++) {
+    const c = i < n ? path.charCodeAt(i) : 47;
+    if (c === 47) {
+      const len = i - segStart;
+      if (len === 0) return badKey(path, "empty path segment (// or trailing /)", profile);
+      if (len <= 2 && path.charCodeAt(segStart) === 46 && (len === 1 || path.charCodeAt(segStart + 1) === 46)) {
+        return badKey(path, `"${path.slice(segStart, i)}" segment`, profile);
+      }
+      segStart = i + 1;
+    } else if (c === 0) return badKey(path, "contains NUL", profile);
+    else if (c === 92) return badKey(path, "contains a backslash", profile);
   }
   return path;
+}
+
+function badKey(path: string, why: string, profile: string | undefined): never {
+  const shown = path.length > 80 ? `${path.slice(0, 80)}...` : path;
+  throw new InvalidKeyError(`Invalid key ${JSON.stringify(shown)}: ${why}`, { profile, key: shown });
 }
 
 /**

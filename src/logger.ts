@@ -30,7 +30,8 @@ export function consoleLogger(level: string | undefined = process.env.TERRAPHIM_
   const at = min < 0 ? LEVELS.indexOf("warn") : min;
   const make = (l: Level) =>
     LEVELS.indexOf(l) >= at && l !== "silent"
-      ? (obj: object | string, msg?: string) => process.stderr.write(`[terraphim-persistence] ${l.toUpperCase()} ${format(obj, msg)}\n`)
+      ? (obj: object | string, msg?: string) =>
+          process.stderr.write(`[terraphim-persistence] ${l.toUpperCase()} ${format(obj, msg)}\n`)
       : () => {};
   return { debug: make("debug"), info: make("info"), warn: make("warn"), error: make("error") };
 }

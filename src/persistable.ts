@@ -1,8 +1,8 @@
 import type { StandardSchemaV1 } from "@standard-schema/spec";
+import type { Decoder } from "./_tiered-read.js";
 import type { DeviceStorage, LoadResult, ProfileEntry } from "./device-storage.js";
 import { DeserializeError } from "./errors.js";
 import { normalizeKey } from "./keys.js";
-import type { Decoder } from "./_tiered-read.js";
 
 /**
  * Builds a decoder from a Standard Schema (zod 4, valibot, arktype, ...):
@@ -147,7 +147,10 @@ export abstract class Persistable {
     const schema = ctor.schema;
     if (!schema) return objectDecoder;
     let d = decoders.get(schema);
-    if (!d) decoders.set(schema, (d = schemaDecoder(schema)));
+    if (!d) {
+      d = schemaDecoder(schema);
+      decoders.set(schema, d);
+    }
     return d;
   }
 }
@@ -155,7 +158,9 @@ export abstract class Persistable {
 /** Without a schema, the stored JSON must at least be an object. */
 const objectDecoder: Decoder<unknown> = (json) => {
   if (json === null || typeof json !== "object" || Array.isArray(json)) {
-    throw new DeserializeError(`Expected a JSON object, got ${json === null ? "null" : Array.isArray(json) ? "an array" : typeof json}`);
+    throw new DeserializeError(
+      `Expected a JSON object, got ${json === null ? "null" : Array.isArray(json) ? "an array" : typeof json}`,
+    );
   }
   return json;
 };

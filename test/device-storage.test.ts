@@ -153,7 +153,13 @@ describe("DeviceStorage ranking", () => {
   it("a bad speed or timeout option is a per-profile error", async () => {
     const s = track(
       await DeviceStorage.fromSettings(
-        { profiles: { memory: { type: "memory" }, m2: { type: "memory", speed: "fast" }, m3: { type: "memory", timeout_ms: "-1" } } },
+        {
+          profiles: {
+            memory: { type: "memory" },
+            m2: { type: "memory", speed: "fast" },
+            m3: { type: "memory", timeout_ms: "-1" },
+          },
+        },
         opts,
       ),
     );
@@ -164,7 +170,15 @@ describe("DeviceStorage ranking", () => {
   it("a profile whose probe fails is left out", async () => {
     const bad = chaosOperator(await createOperator("memory"), { fail: ["write"] });
     const good = await createOperator("memory");
-    const s = track(await DeviceStorage.fromOperators([{ name: "bad", op: bad }, { name: "good", op: good }], opts));
+    const s = track(
+      await DeviceStorage.fromOperators(
+        [
+          { name: "bad", op: bad },
+          { name: "good", op: good },
+        ],
+        opts,
+      ),
+    );
     expect([...s.ops.keys()]).toEqual(["good"]);
     expect(s.profileErrors.get("bad")!.message).toMatch(/probe/);
   });
@@ -257,7 +271,11 @@ describe("writes", () => {
     const n = Object.assign(new Note("one"), { text: "hello" }).withStorage(storage);
     await n.saveToProfile("sqlite");
     expect(await memory.inner.exists("note_one.json")).toBe(false);
-    expect(JSON.parse(text(await sqlite.inner.read("note_one.json")))).toEqual({ id: "one", text: "hello", version: 2 });
+    expect(JSON.parse(text(await sqlite.inner.read("note_one.json")))).toEqual({
+      id: "one",
+      text: "hello",
+      version: 2,
+    });
   });
 
   it("concurrent saves of one key land in the same order in every profile", async () => {
@@ -344,7 +362,7 @@ describe("tiered reads", () => {
   });
 
   it("a write-back never lands after a save that was already in progress when the read began", async () => {
-    const { storage, memory, sqlite } = await twoTier();
+    const { storage, memory } = await twoTier();
     await storage.saveValue("wb2.json", { v: "old" }, { profiles: ["sqlite"] });
     memory.faults.latencyMs = 80; // the save's write to memory is slow...
     const save = storage.saveValue("wb2.json", { v: "new" }, { profiles: ["memory"] });
@@ -416,7 +434,10 @@ describe("schema evolution and corruption", () => {
     const { storage, memory, sqlite } = await twoTier();
     await memory.inner.write("loose_c.json", "{not json");
     await sqlite.inner.write("loose_c.json", new Uint8Array([0x5a, 0x53, 0x54, 0x44, 1, 2, 3])); // ZSTD + garbage
-    const err = await new Loose("c").withStorage(storage).load().catch((e) => e);
+    const err = await new Loose("c")
+      .withStorage(storage)
+      .load()
+      .catch((e) => e);
     expect(err).toBeInstanceOf(DeserializeError);
     expect(err.code).toBe("E_DESERIALIZE");
     expect(err.message).toMatch(/loose_c\.json/);
@@ -428,7 +449,10 @@ describe("schema evolution and corruption", () => {
   it("a value that fails the schema in every profile is a DeserializeError naming the issue", async () => {
     const { storage } = await twoTier();
     await storage.saveValue("note_x.json", { id: "x", version: 1 });
-    const err = await new Note("x").withStorage(storage).load().catch((e) => e);
+    const err = await new Note("x")
+      .withStorage(storage)
+      .load()
+      .catch((e) => e);
     expect(err).toBeInstanceOf(DeserializeError);
     expect(err.message).toMatch(/text/);
   });

@@ -41,7 +41,8 @@ export function memoryOperator(options: MemoryOperatorOptions = {}): Operator {
     validateKey(path, scheme);
     state.check(path);
     const e = map.get(path);
-    return e === undefined ? undefined : e.data.slice();
+    // Zero-copy: readSync's contract is that callers never mutate the result (read() copies).
+    return e === undefined ? undefined : e.data;
   };
   const get = (path: string): Entry => {
     validateKey(path, scheme);

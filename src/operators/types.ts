@@ -37,6 +37,7 @@ export interface Operator {
   /**
    * Synchronous read for in-process backends (`capabilities.syncRead`);
    * returns `undefined` when absent. Lets a cache hit skip promise overhead.
+   * The result may be the stored buffer itself: callers must not mutate it.
    */
   readSync?(path: string): Uint8Array | undefined;
   /** Writes (creates or replaces) the value at `path`. Strings are stored as UTF-8. */

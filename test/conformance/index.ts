@@ -15,6 +15,14 @@ export interface ConformanceTarget {
   create(): Promise<Operator>;
   /** Called once after the suite. */
   teardown?(): Promise<void>;
+  /**
+   * Known limits of the *server* under test (not of our driver), each with the
+   * reason. The affected test prints the reason loudly and checks what still holds.
+   */
+  serverLimitations?: {
+    /** Concurrent PUTs of one key can interleave their bytes (s3rver writes objects in place). */
+    tornConcurrentOverwrite?: string;
+  };
 }
 
 export const HOSTILE_KEYS: unknown[] = [
@@ -199,6 +207,14 @@ export function describeOperatorConformance(target: ConformanceTarget): void {
       const op = await fresh();
       const key = `${prefix()}/same.json`;
       const values = Array.from({ length: 20 }, (_, i) => JSON.stringify({ i, pad: "x".repeat(1000 + i) }));
+      const torn = target.serverLimitations?.tornConcurrentOverwrite;
+      if (torn) {
+        console.warn(`\n!!! ${target.name}: concurrent same-key overwrite NOT checked: ${torn} !!!\n`);
+        // What still holds: overwrites in sequence leave the last whole value.
+        for (const v of values) await op.write(key, v);
+        expect(Buffer.from(await op.read(key)).toString()).toBe(values.at(-1));
+        return;
+      }
       await Promise.all(values.map((v) => op.write(key, v)));
       const back = Buffer.from(await op.read(key)).toString();
       expect(values).toContain(back);

@@ -1,0 +1,407 @@
+import { mkdirSync, realpathSync, statSync } from "node:fs";
+import { connect } from "node:net";
+import { basename, dirname, join, resolve } from "node:path";
+import type { Operator as NativeOperator } from "opendal";
+import {
+  BackendError,
+  LockedError,
+  NotFoundError,
+  PersistenceError,
+  ProfileError,
+  redactSecrets,
+  registerSecret,
+  UnsupportedError,
+} from "../errors.js";
+import { validateKey, validatePrefix } from "../keys.js";
+import { OpenState } from "./_shared.js";
+import type { Operator, OperatorCapabilities, StatResult } from "./types.js";
+
+/** Extra context for {@link opendalOperator}. */
+export interface OpendalOperatorContext {
+  /** Profile name used in error messages. @default the scheme */
+  profile?: string;
+}
+
+/** Where an error happened, for {@link translateOpendalError}. */
+export interface OpendalErrorContext {
+  /** Profile the operator belongs to. */
+  profile?: string | undefined;
+  /** Key the call concerned. */
+  key?: string | undefined;
+  /** The call: `open`, `read`, `write`, `stat`, `delete`, `exists`, `list`. */
+  op: string;
+}
+
+/** Schemes whose data lives in RAM only. */
+const VOLATILE_SCHEMES = new Set(["memory", "dashmap", "moka", "mini_moka", "mini-moka"]);
+/** Schemes whose `stat` reports a modification time (object stores, file systems); key-value stores do not. */
+const LAST_MODIFIED_SCHEMES = new Set(["s3", "gcs", "azblob", "azdls", "azfile", "oss", "cos", "obs", "b2", "fs"]);
+/** Servers OpenDAL waits ~30 s for when they are down: probe them first. */
+const DEFAULT_PORTS: Record<string, number> = { redis: 6379, postgresql: 5432, mysql: 3306 };
+const PROBE_TIMEOUT_MS = 1500;
+/** sled flushes every 500 ms (not configurable through the binding): `close()` waits this long after a write. */
+const SLED_FLUSH_MS = 750;
+/** Option keys whose values are credentials, kept out of every message. */
+const SECRET_OPTION = /secret|password|token|private_key|credential/i;
+
+/**
+ * One native operator per redb file / sled directory per process: a second
+ * native open of the same file fails on the store's own lock, and the binding
+ * has no `close()` (the lock goes only when the native object is collected).
+ * Kept on `globalThis` so that two copies of this module share it.
+ */
+interface FileHandle {
+  native: NativeOperator;
+  /** The options it was opened with; a reopen must match (the handle cannot be rebuilt). */
+  signature: string;
+  /** Whether an open wrapper holds it. */
+  claimed: boolean;
+  /** Last write or delete (ms since epoch), for sled's delayed flush. */
+  lastChange: number;
+}
+const REGISTRY: unique symbol = Symbol.for("terraphim-persistence.opendal.files");
+const registryHost = globalThis as typeof globalThis & { [REGISTRY]?: Map<string, FileHandle> };
+registryHost[REGISTRY] ??= new Map();
+const files = registryHost[REGISTRY];
+
+/**
+ * Opens an Apache OpenDAL operator (`new Operator(scheme, options)` from the
+ * `opendal` Node binding, loaded only now) behind this library's
+ * {@link Operator} interface: typed errors, key validation, capabilities as
+ * data, a sorted recursive `list`, and `close()`.
+ *
+ * Options are the string values of a Rust `[profiles.<name>]` table, passed to
+ * OpenDAL under the same names (the binding's redb, sled, s3, redis and
+ * postgresql services use the Rust settings' keys), except:
+ * - `type` is dropped, and so are empty values (an unset `${VAR}` expands to
+ *   `""`, which OpenDAL would take as a real value);
+ * - `root` defaults to `"/"` (not for `fs`, where OpenDAL requires one);
+ * - redb: `datadir` is the database *file* and `table` is required; sled:
+ *   `datadir` is a directory. Relative paths resolve against the working
+ *   directory and missing parent directories are created;
+ * - s3: when both `access_key_id` and `secret_access_key` are given,
+ *   `disable_config_load` and `disable_ec2_metadata` default to `"true"` (the
+ *   given keys are used as they are, with no lookup in `~/.aws` or the EC2
+ *   metadata service, which hangs off EC2). Without explicit keys OpenDAL's
+ *   own credential chain (environment, profile, IMDS) applies. An explicit
+ *   value always wins.
+ *
+ * redb and sled files can be open once per process: opening a file that an
+ * open operator holds throws {@link LockedError}; after `close()` the same
+ * file opens again (the native handle is kept and reused, so the file stays
+ * locked against *other processes* until this one exits). sled writes reach
+ * disk up to 500 ms late: `close()` waits for that, and a `process.exit()`
+ * before `close()` can lose recent writes.
+ *
+ * For `redis`, `postgresql` and `mysql` the server's port must answer a TCP
+ * connect within 1.5 s, else a {@link ProfileError} (OpenDAL itself waits
+ * ~30 s on a dead server).
+ *
+ * @throws ProfileError when the binding cannot be loaded, the options are
+ *   invalid, or the server does not answer; LockedError as above.
+ * @example
+ * const op = await opendalOperator("redb", { datadir: "/tmp/terraphim.redb", table: "terraphim" });
+ * await op.write("document_a.json", '{"id":"a"}');
+ * await op.close();
+ */
+export async function opendalOperator(
+  scheme: string,
+  options: Record<string, string>,
+  opts: OpendalOperatorContext = {},
+): Promise<Operator> {
+  const profile = opts.profile ?? scheme;
+  const config = prepareOptions(scheme, options);
+
+  const address = networkAddress(scheme, config);
+  if (address) {
+    const problem = await probeTcp(address.host, address.port);
+    if (problem) {
+      throw new ProfileError(
+        `profile "${profile}": cannot reach ${scheme} at ${address.host}:${address.port}: ${problem}`,
+        { profile },
+      );
+    }
+  }
+
+  let binding: typeof import("opendal");
+  try {
+    binding = await import("opendal");
+  } catch (err) {
+    throw new ProfileError(
+      `profile "${profile}": scheme "${scheme}" needs the native "opendal" package (exactly 0.49.1), which failed to load: ${(err as Error)?.message ?? err}`,
+      { profile, cause: err },
+    );
+  }
+  const build = () => {
+    try {
+      return new binding.Operator(scheme, config);
+    } catch (err) {
+      throw translateOpendalError(err, { profile, op: "open" });
+    }
+  };
+
+  const file = lockedFile(scheme, config, profile);
+  if (file === undefined) return wrap(scheme, build(), profile);
+
+  // The path is already the (resolved) registry key; compare the rest (table, root, tree).
+  const signature = JSON.stringify(
+    Object.entries(config)
+      .filter(([k]) => k !== "datadir")
+      .sort(),
+  );
+  const held = files.get(file);
+  if (held) {
+    if (held.claimed) {
+      throw new LockedError(
+        `profile "${profile}": ${scheme} file "${file}" is already open in this process; close() that operator first`,
+        { profile },
+      );
+    }
+    if (held.signature !== signature) {
+      throw new ProfileError(
+        `profile "${profile}": ${scheme} file "${file}" was opened earlier in this process with other options; its native handle cannot be reopened differently before the process exits`,
+        { profile },
+      );
+    }
+    held.claimed = true;
+    return wrap(scheme, held.native, profile, held);
+  }
+  let native: NativeOperator;
+  try {
+    native = build();
+  } catch (err) {
+    if (err instanceof LockedError) {
+      throw new LockedError(`profile "${profile}": ${scheme} file "${file}" is locked by another process`, {
+        profile,
+        cause: err,
+      });
+    }
+    throw err;
+  }
+  const handle: FileHandle = { native, signature, claimed: true, lastChange: 0 };
+  files.set(file, handle);
+  return wrap(scheme, native, profile, handle);
+}
+
+/**
+ * Turns an error thrown by the OpenDAL binding into this library's typed
+ * errors. The binding throws plain `Error`s whose kind is only in the message
+ * (`NotFound (permanent) at read, context: {...} => ...`):
+ * NotFound → {@link NotFoundError}; Unsupported → {@link UnsupportedError};
+ * a file lock (redb, sled) → {@link LockedError}; ConfigInvalid →
+ * {@link ProfileError}; RateLimited or `(temporary)` → {@link BackendError}
+ * with `transient: true`; anything else → {@link BackendError}.
+ * Messages (also the `cause`'s) go through {@link redactSecrets}.
+ * A {@link PersistenceError} is returned unchanged.
+ */
+export function translateOpendalError(err: unknown, context: OpendalErrorContext): PersistenceError {
+  if (err instanceof PersistenceError) return err;
+  const cause = redactedCopy(err);
+  const text = cause.message;
+  const kind = /^([A-Za-z]+) \((permanent|temporary|persistent)\)/.exec(text);
+  const what = `${context.op}${context.key === undefined ? "" : ` "${context.key}"`}`;
+  const message = `profile "${context.profile ?? "opendal"}": ${what} failed: ${text}`;
+  const ctx = { profile: context.profile, key: context.key, cause };
+  if (/Cannot acquire lock|could not acquire lock|Database already open/i.test(text)) {
+    return new LockedError(message, ctx);
+  }
+  switch (kind?.[1]) {
+    case "NotFound":
+      return new NotFoundError(message, ctx);
+    case "Unsupported":
+      return new UnsupportedError(message, ctx);
+    case "ConfigInvalid":
+      return new ProfileError(message, ctx);
+    case "RateLimited":
+      return new BackendError(message, { ...ctx, transient: true });
+    default:
+      return new BackendError(message, { ...ctx, transient: kind?.[2] === "temporary" });
+  }
+}
+
+function redactedCopy(err: unknown): Error {
+  const src = err instanceof Error ? err : new Error(String(err));
+  const copy = new Error(redactSecrets(src.message));
+  copy.name = src.name;
+  if (src.stack) copy.stack = redactSecrets(src.stack);
+  return copy;
+}
+
+function prepareOptions(scheme: string, options: Record<string, string>): Record<string, string> {
+  const config: Record<string, string> = {};
+  for (const [key, value] of Object.entries(options)) {
+    if (key === "type" || value === undefined || value === null || value === "") continue;
+    config[key] = String(value);
+    if (SECRET_OPTION.test(key)) registerSecret(config[key]);
+  }
+  if (config.connection_string) registerSecret(urlPassword(config.connection_string));
+  if (scheme !== "fs") config.root ??= "/";
+  if ((scheme === "redb" || scheme === "sled") && config.datadir) config.datadir = resolve(config.datadir);
+  if (scheme === "s3" && config.access_key_id && config.secret_access_key) {
+    config.disable_config_load ??= "true";
+    config.disable_ec2_metadata ??= "true";
+  }
+  return config;
+}
+
+function urlPassword(url: string): string | undefined {
+  try {
+    return decodeURIComponent(new URL(url).password) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The file (redb) or directory (sled) a store locks, resolved for use as a registry key; creates its parent. */
+function lockedFile(scheme: string, config: Record<string, string>, profile: string): string | undefined {
+  if ((scheme !== "redb" && scheme !== "sled") || !config.datadir) return undefined; // OpenDAL reports the missing datadir
+  const path = config.datadir;
+  try {
+    if (scheme === "redb") {
+      if (statSync(path, { throwIfNoEntry: false })?.isDirectory()) {
+        throw new ProfileError(
+          `profiles.${profile}.datadir: expected the redb database file, got the directory "${path}"`,
+          { profile },
+        );
+      }
+      mkdirSync(dirname(path), { recursive: true });
+      return join(realpathSync(dirname(path)), basename(path));
+    }
+    mkdirSync(path, { recursive: true });
+    return realpathSync(path);
+  } catch (err) {
+    if (err instanceof PersistenceError) throw err;
+    throw new ProfileError(`profiles.${profile}.datadir: cannot create "${path}": ${(err as Error).message}`, {
+      profile,
+      cause: err,
+    });
+  }
+}
+
+function networkAddress(scheme: string, config: Record<string, string>): { host: string; port: number } | undefined {
+  const defaultPort = DEFAULT_PORTS[scheme];
+  if (defaultPort === undefined) return undefined;
+  const raw =
+    scheme === "redis"
+      ? config.cluster_endpoints?.split(",")[0]?.trim() || config.endpoint || "tcp://127.0.0.1:6379"
+      : config.connection_string;
+  if (!raw) return undefined; // OpenDAL reports the missing option
+  try {
+    const url = new URL(raw.includes("://") ? raw : `tcp://${raw}`);
+    const host = url.hostname.replace(/^\[|\]$/g, "");
+    // Unix sockets, multi-host strings and the like: leave them to OpenDAL.
+    if (!host || url.protocol.includes("unix")) return undefined;
+    return { host, port: url.port ? Number(url.port) : defaultPort };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Resolves `undefined` when `host:port` accepts a TCP connection, else a short reason. */
+function probeTcp(host: string, port: number): Promise<string | undefined> {
+  return new Promise((done) => {
+    const socket = connect({ host, port });
+    const finish = (reason: string | undefined) => {
+      clearTimeout(timer);
+      socket.destroy();
+      done(reason);
+    };
+    const timer = setTimeout(() => finish(`no answer within ${PROBE_TIMEOUT_MS} ms`), PROBE_TIMEOUT_MS);
+    socket.once("connect", () => finish(undefined));
+    socket.once("error", (err: NodeJS.ErrnoException) =>
+      finish(
+        err.code === "ECONNREFUSED"
+          ? "connection refused"
+          : err.code === "ENOTFOUND"
+            ? "unknown host"
+            : (err.code ?? err.message),
+      ),
+    );
+  });
+}
+
+function wrap(scheme: string, native: NativeOperator, profile: string, file?: FileHandle): Operator {
+  const cap = native.capability();
+  const capabilities: OperatorCapabilities = Object.freeze({
+    list: cap.list,
+    lastModified: LAST_MODIFIED_SCHEMES.has(scheme),
+    durable: !VOLATILE_SCHEMES.has(scheme),
+    shared: cap.shared,
+    syncRead: false,
+  });
+  const state = new OpenState(scheme);
+  const key = (path: string) => {
+    validateKey(path, profile);
+    state.check(path);
+    return path;
+  };
+  const call = async <T>(op: string, path: string | undefined, run: () => Promise<T>): Promise<T> => {
+    try {
+      return await run();
+    } catch (err) {
+      throw translateOpendalError(err, { profile, key: path, op });
+    }
+  };
+  const changed = () => {
+    if (file) file.lastChange = Date.now();
+  };
+
+  return {
+    scheme,
+    capabilities,
+    async read(path) {
+      const k = key(path);
+      return call("read", k, () => native.read(k));
+    },
+    async write(path, data) {
+      const k = key(path);
+      const body =
+        typeof data === "string" || Buffer.isBuffer(data)
+          ? data
+          : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      await call("write", k, () => native.write(k, body));
+      changed();
+    },
+    async stat(path): Promise<StatResult> {
+      const k = key(path);
+      const meta = await call("stat", k, () => native.stat(k));
+      const modified = meta.lastModified;
+      return {
+        contentLength: Number(meta.contentLength ?? 0n),
+        lastModified: modified ? new Date(modified) : undefined,
+      };
+    },
+    async delete(path) {
+      const k = key(path);
+      await call("delete", k, () => native.delete(k));
+      changed();
+    },
+    async exists(path) {
+      const k = key(path);
+      return call("exists", k, () => native.exists(k));
+    },
+    async list(prefix) {
+      const p = validatePrefix(prefix, profile);
+      state.check();
+      if (!capabilities.list) {
+        // redb's native list() returns [] without error: never trust it.
+        throw new UnsupportedError(`profile "${profile}": the ${scheme} backend cannot list keys`, { profile });
+      }
+      // List the deepest directory the prefix names, then filter: works the same on every service.
+      const dir = p.slice(0, p.lastIndexOf("/") + 1);
+      const entries = await call("list", p || undefined, () => native.list(dir, { recursive: true }));
+      const keys: string[] = [];
+      for (const entry of entries) {
+        const path = entry.path().replace(/^\/+/, "");
+        if (!path.endsWith("/") && path.startsWith(p)) keys.push(path);
+      }
+      return keys.sort();
+    },
+    async close() {
+      if (!state.close() || !file) return;
+      file.claimed = false;
+      const wait = file.lastChange + SLED_FLUSH_MS - Date.now();
+      if (scheme === "sled" && wait > 0) await new Promise((r) => setTimeout(r, wait));
+    },
+  };
+}
