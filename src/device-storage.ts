@@ -455,7 +455,9 @@ function emptyStats(): ProfileStats {
 }
 
 function asProfileError(profile: string, err: unknown, doing = "could not be opened"): PersistenceError {
-  if (err instanceof ProfileError && err.profile === profile) return err;
+  if (err instanceof ProfileError && doing === "could not be opened") {
+    return err.profile === profile ? err : new ProfileError(err.message, { profile, cause: err });
+  }
   const msg = err instanceof Error ? err.message : String(err);
   return new ProfileError(`Profile "${profile}" ${doing}: ${msg}`, { profile, cause: err });
 }

@@ -1,4 +1,4 @@
-import { ProfileError } from "../errors.js";
+import { ProfileError, UnsupportedError } from "../errors.js";
 import { fsOperator } from "./fs.js";
 import { memoryOperator } from "./memory.js";
 import { sqliteOperator } from "./sqlite.js";
@@ -48,7 +48,17 @@ export async function createOperator(
       return fsOperator(options, profile);
     default: {
       const { opendalOperator } = await import("./opendal.js");
-      return opendalOperator(scheme.toLowerCase(), { ...options }, { profile });
+      try {
+        return await opendalOperator(scheme.toLowerCase(), { ...options }, { profile });
+      } catch (err) {
+        if (err instanceof UnsupportedError) {
+          throw new ProfileError(
+            `profiles.${profile}.type: storage scheme "${scheme}" is not supported: there is no native driver for it and the OpenDAL binding does not include it`,
+            { profile, cause: err },
+          );
+        }
+        throw err;
+      }
     }
   }
 }
