@@ -44,9 +44,10 @@ export interface TieredReaderDeps<E extends Entry> {
   ranked: readonly E[];
   logger: Logger;
   stats(name: string): Stats;
+  /** One backend call under the profile's time limit and retry policy. */
   call<T>(entry: E, what: string, key: string, fn: () => Promise<T>): Promise<T>;
-  /** Runs `task` after every earlier queued write of (entry, key). */
-  serialize<T>(entry: E, key: string, task: () => Promise<T>): Promise<T>;
+  /** As `call`, but run after every earlier queued write of (entry, key). */
+  queued<T>(entry: E, what: string, key: string, fn: () => Promise<T>): Promise<T>;
   writeInProgress(key: string): boolean;
 }
 
@@ -260,14 +261,14 @@ export class TieredReader<E extends Entry = Entry> {
     const st = this.#d.stats(fastest.name);
     const task = new Promise<void>((resolve) => setImmediate(resolve))
       .then(() =>
-        this.#d.serialize(fastest, key, async () => {
+        this.#d.queued(fastest, "write-back", key, async () => {
           // Checked inside the queue: a save or delete issued since the read wins.
           if (flight.stale) {
             st.writeBacksSkipped++;
             return;
           }
           const bytes = isCompressed(found.stored) ? found.stored : maybeCompress(found.stored);
-          await this.#d.call(fastest, "write-back", key, () => fastest.op.write(key, bytes));
+          await fastest.op.write(key, bytes);
           st.writeBacks++;
           st.bytesWritten += bytes.length;
           this.#d.logger.debug({ profile: fastest.name, key, from: found.profile }, "write-back");

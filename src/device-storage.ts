@@ -4,6 +4,7 @@ import { KeyedQueue } from "./_keyed-queue.js";
 import { type Decoder, TieredReader } from "./_tiered-read.js";
 import { encodeJson } from "./codec.js";
 import {
+  BackendError,
   NoOperatorError,
   PartialWriteError,
   PersistenceError,
@@ -48,6 +49,8 @@ export interface ProfileEntry {
   readonly measuredSpeed: number;
   /** Per-call time limit in ms, if any (`timeout_ms`; remote schemes default to 10 s). */
   readonly timeoutMs: number | undefined;
+  /** Retries of a call that failed with a transient error (`retries`; remote schemes default to 2, native to 0). */
+  readonly retries: number;
   /** The reserved key the start-up probe used (deleted again before start-up finished). */
   readonly probeKey: string;
 }
@@ -84,8 +87,9 @@ export interface SaveOptions {
 }
 
 /** Profile options this layer reads itself; they are not passed to the operator. */
-const STORAGE_KEYS = new Set(["type", "speed", "timeout_ms"]);
+const STORAGE_KEYS = new Set(["type", "speed", "timeout_ms", "retries"]);
 const DEFAULT_REMOTE_TIMEOUT_MS = 10_000;
+const DEFAULT_REMOTE_RETRIES = 2;
 /** Prefix of the start-up probe keys; never used by values (normalized keys have no dot first). */
 export const PROBE_KEY_PREFIX = ".terraphim-probe-";
 
@@ -136,7 +140,7 @@ export class DeviceStorage {
       logger,
       stats: (name) => this.#stats.get(name)!,
       call: (entry, what, key, fn) => this.#call(entry, what, key, fn),
-      serialize: (entry, key, task) => this.#queue.run(queueKey(entry.name, key), task),
+      queued: (entry, what, key, fn) => this.#queued(entry, what, key, fn),
       writeInProgress: (key) => this.#writing.has(key),
     });
   }
@@ -182,7 +186,7 @@ export class DeviceStorage {
    * the measured rank value.
    */
   static async fromOperators(
-    profiles: readonly { name: string; op: Operator; speed?: number; timeoutMs?: number }[],
+    profiles: readonly { name: string; op: Operator; speed?: number; timeoutMs?: number; retries?: number }[],
     options: DeviceStorageOptions = {},
   ): Promise<DeviceStorage> {
     const seen = new Set<string>();
@@ -197,6 +201,7 @@ export class DeviceStorage {
         op: p.op,
         speedOverride: p.speed,
         timeoutMs: p.timeoutMs,
+        retries: p.retries ?? 0,
       })),
       new Map(),
       options.logger ?? consoleLogger(),
@@ -220,6 +225,7 @@ export class DeviceStorage {
           scheme: o.scheme,
           op: o.op,
           timeoutMs: o.timeoutMs,
+          retries: o.retries,
           probeKey,
           measuredSpeed: measured,
           speed: o.speedOverride ?? measured,
@@ -409,9 +415,7 @@ export class DeviceStorage {
     this.#reader.invalidate(key);
     this.#writing.set(key, (this.#writing.get(key) ?? 0) + 1);
     try {
-      const settled = await Promise.allSettled(
-        targets.map((e) => this.#queue.run(queueKey(e.name, key), () => this.#call(e, what, key, () => fn(e.op)))),
-      );
+      const settled = await Promise.allSettled(targets.map((e) => this.#queued(e, what, key, () => fn(e.op))));
       const outcomes: ProfileOutcome[] = settled.map((r, i) => {
         const profile = targets[i]!.name;
         const st = this.#stats.get(profile)!;
@@ -430,10 +434,44 @@ export class DeviceStorage {
     }
   }
 
-  /** Runs one backend call under the profile's time limit. */
+  /** One backend call, retried on transient errors, under the profile's time limit. */
   #call<T>(entry: ProfileEntry, what: string, key: string, fn: () => Promise<T>): Promise<T> {
-    if (entry.timeoutMs === undefined) return fn();
-    return withTimeout(fn(), entry.timeoutMs, `${what} of "${key}" in profile "${entry.name}"`, entry.name, key);
+    const p = entry.retries > 0 ? this.#retrying(entry, what, key, fn) : fn();
+    return entry.timeoutMs === undefined ? p : this.#limit(p, entry, what, key);
+  }
+
+  /**
+   * A write (or write-back) of `key` in one profile: queued behind earlier
+   * writes of the same key there, so every profile applies them in call order.
+   * The time limit covers the wait in the queue; a call that timed out still
+   * holds its place until the backend answers, so nothing queued after it can
+   * land before it.
+   */
+  #queued<T>(entry: ProfileEntry, what: string, key: string, fn: () => Promise<T>): Promise<T> {
+    const task = entry.retries > 0 ? () => this.#retrying(entry, what, key, fn) : fn;
+    const p = this.#queue.run(queueKey(entry.name, key), task);
+    return entry.timeoutMs === undefined ? p : this.#limit(p, entry, what, key);
+  }
+
+  #limit<T>(p: Promise<T>, entry: ProfileEntry, what: string, key: string): Promise<T> {
+    return withTimeout(p, entry.timeoutMs!, `${what} of "${key}" in profile "${entry.name}"`, entry.name, key);
+  }
+
+  /** Retries transient backend errors with exponential backoff and jitter (50 ms, 100 ms, ... up to 2 s). */
+  async #retrying<T>(entry: ProfileEntry, what: string, key: string, fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (attempt >= entry.retries || !(err instanceof BackendError) || !err.transient || this.#closed) throw err;
+        const delay = Math.min(2000, 50 * 2 ** attempt) * (0.5 + Math.random() / 2);
+        this.logger.debug(
+          { profile: entry.name, key, attempt: attempt + 1, delayMs: Math.round(delay), err },
+          `retrying ${what}`,
+        );
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
   }
 }
 
@@ -479,6 +517,7 @@ interface OpenedProfile {
   op: Operator;
   speedOverride: number | undefined;
   timeoutMs: number | undefined;
+  retries: number;
 }
 
 async function openProfile(name: string, profile: Readonly<Record<string, string>>): Promise<OpenedProfile> {
@@ -488,10 +527,19 @@ async function openProfile(name: string, profile: Readonly<Record<string, string
   const remote = !(NATIVE_SCHEMES as readonly string[]).includes(scheme.toLowerCase());
   const timeoutMs =
     parseNumberOption(name, "timeout_ms", profile.timeout_ms, 1) ?? (remote ? DEFAULT_REMOTE_TIMEOUT_MS : undefined);
+  const retries = parseNumberOption(name, "retries", profile.retries, 0) ?? (remote ? DEFAULT_REMOTE_RETRIES : 0);
+  if (!Number.isInteger(retries) || retries > 10) {
+    throw new ProfileError(
+      `profiles.${name}.retries: expected an integer from 0 to 10, got ${JSON.stringify(profile.retries)}`,
+      {
+        profile: name,
+      },
+    );
+  }
   const options: Record<string, string> = {};
   for (const [k, v] of Object.entries(profile)) if (!STORAGE_KEYS.has(k)) options[k] = v;
   const op = await createOperator(scheme, options, { profile: name });
-  return { name, scheme: op.scheme, op, speedOverride, timeoutMs };
+  return { name, scheme: op.scheme, op, speedOverride, timeoutMs, retries };
 }
 
 /**

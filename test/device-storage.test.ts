@@ -296,6 +296,81 @@ describe("writes", () => {
   });
 });
 
+describe("retries", () => {
+  /** A real memory store whose next `failures` writes fail with a transient (or permanent) error. */
+  async function flaky(failures: number, transient: boolean) {
+    const inner = await createOperator("memory");
+    const state = { failures, writes: 0 };
+    const op = {
+      ...inner,
+      capabilities: inner.capabilities,
+      read: inner.read,
+      write: async (k: string, d: Uint8Array | string) => {
+        state.writes++;
+        if (!k.startsWith(".terraphim-probe-") && state.failures > 0) {
+          state.failures--;
+          throw new BackendError("flaky: try again", { transient });
+        }
+        return inner.write(k, d);
+      },
+    };
+    return { op, inner, state };
+  }
+
+  it("a transient write failure is retried with backoff and succeeds", async () => {
+    const f = await flaky(2, true);
+    const storage = track(await DeviceStorage.fromOperators([{ name: "flaky", op: f.op, retries: 2 }], opts));
+    const before = f.state.writes;
+    await storage.saveValue("r.json", { ok: 1 });
+    expect(f.state.writes - before).toBe(3);
+    expect(text(await f.inner.read("r.json"))).toBe('{"ok":1}');
+  });
+
+  it("a permanent failure is not retried", async () => {
+    const f = await flaky(1, false);
+    const storage = track(await DeviceStorage.fromOperators([{ name: "flaky", op: f.op, retries: 3 }], opts));
+    const before = f.state.writes;
+    await expect(storage.saveValue("r.json", {})).rejects.toBeInstanceOf(PartialWriteError);
+    expect(f.state.writes - before).toBe(1);
+  });
+
+  it("more transient failures than retries -> PartialWriteError after retries + 1 attempts", async () => {
+    const f = await flaky(5, true);
+    const storage = track(await DeviceStorage.fromOperators([{ name: "flaky", op: f.op, retries: 1 }], opts));
+    const before = f.state.writes;
+    const err = await storage.saveValue("r.json", {}).catch((e) => e);
+    expect(err).toBeInstanceOf(PartialWriteError);
+    expect(err.message).toMatch(/flaky: try again/);
+    expect(f.state.writes - before).toBe(2);
+  });
+
+  it("retries come from the profile option, defaulting to 0 for native schemes", async () => {
+    const s = track(
+      await DeviceStorage.fromSettings(
+        { profiles: { memory: { type: "memory" }, m2: { type: "memory", retries: "3" }, bad: { type: "memory", retries: "1.5" } } },
+        opts,
+      ),
+    );
+    expect(s.ops.get("memory")!.retries).toBe(0);
+    expect(s.ops.get("m2")!.retries).toBe(3);
+    expect(s.profileErrors.get("bad")!.message).toMatch(/profiles\.bad\.retries/);
+  });
+
+  it("a write stuck behind a hung one times out instead of waiting forever, and order is kept", async () => {
+    const slow = chaosOperator(await createOperator("memory"));
+    const storage = track(await DeviceStorage.fromOperators([{ name: "slow", op: slow, timeoutMs: 150 }], opts));
+    slow.faults.replyDelayMs = 300; // each write lands at once but answers late
+    const first = storage.saveValue("q.json", { n: 1 }).catch((e) => e);
+    const second = storage.saveValue("q.json", { n: 2 }).catch((e) => e);
+    expect(await first).toBeInstanceOf(PartialWriteError);
+    expect((await second).message).toMatch(/timed out/); // it waited in the queue behind the first
+    expect(text(await slow.inner.read("q.json"))).toBe('{"n":1}'); // the second has not run yet
+    await new Promise((r) => setTimeout(r, 700));
+    // The second write ran after the first one finished: the last call wins.
+    expect(text(await slow.inner.read("q.json"))).toBe('{"n":2}');
+  });
+});
+
 describe("tiered reads", () => {
   it("reads the fastest first, then the others in speed order, never the fastest twice", async () => {
     const a = chaosOperator(await createOperator("memory"));
