@@ -6,6 +6,7 @@
  * `#writeBack` (queued per key behind any newer write).
  */
 import { decodeJson, isCompressed, maybeCompress } from "./codec.js";
+import { traced, writeBackChannel } from "./diagnostics.js";
 import { BackendError, DeserializeError, NotFoundError, PersistenceError } from "./errors.js";
 import type { Logger } from "./logger.js";
 import type { Operator } from "./operators/types.js";
@@ -268,7 +269,8 @@ export class TieredReader<E extends Entry = Entry> {
             return;
           }
           const bytes = isCompressed(found.stored) ? found.stored : maybeCompress(found.stored);
-          await fastest.op.write(key, bytes);
+          const context = { key, profile: fastest.name, from: found.profile, bytes: bytes.length };
+          await traced(writeBackChannel, context, () => fastest.op.write(key, bytes));
           st.writeBacks++;
           st.bytesWritten += bytes.length;
           this.#d.logger.debug({ profile: fastest.name, key, from: found.profile }, "write-back");

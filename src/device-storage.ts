@@ -3,6 +3,7 @@ import { performance } from "node:perf_hooks";
 import { KeyedQueue } from "./_keyed-queue.js";
 import { type Decoder, TieredReader } from "./_tiered-read.js";
 import { encodeJson } from "./codec.js";
+import { loadChannel, probeChannel, saveChannel, traced } from "./diagnostics.js";
 import {
   BackendError,
   NoOperatorError,
@@ -219,7 +220,9 @@ export class DeviceStorage {
     for (const o of opened) {
       try {
         const probeKey = `${PROBE_KEY_PREFIX}${process.pid}-${randomBytes(6).toString("hex")}`;
-        const measured = await probe(o.op, probeKey, o.timeoutMs, probeReads, o.name);
+        const measured = await traced(probeChannel, { profile: o.name, scheme: o.scheme }, () =>
+          probe(o.op, probeKey, o.timeoutMs, probeReads, o.name),
+        );
         entries.push({
           name: o.name,
           scheme: o.scheme,
@@ -351,7 +354,8 @@ export class DeviceStorage {
    */
   loadValue<T = unknown>(key: string, decode?: Decoder<T>): Promise<LoadResult<T>> {
     this.#checkOpen();
-    return this.#reader.load(key, decode);
+    if (!loadChannel.hasSubscribers) return this.#reader.load(key, decode);
+    return loadChannel.tracePromise(() => this.#reader.load(key, decode), { key });
   }
 
   /** Whether any profile holds `key`. */
@@ -404,7 +408,19 @@ export class DeviceStorage {
     });
   }
 
-  async #writeAll(
+  #writeAll(
+    key: string,
+    targets: readonly ProfileEntry[],
+    what: "write" | "delete",
+    fn: (op: Operator) => Promise<void>,
+    size: number,
+  ): Promise<void> {
+    if (!saveChannel.hasSubscribers) return this.#writeAllUntraced(key, targets, what, fn, size);
+    const context = { key, op: what, profiles: targets.map((t) => t.name), bytes: size };
+    return saveChannel.tracePromise(() => this.#writeAllUntraced(key, targets, what, fn, size), context);
+  }
+
+  async #writeAllUntraced(
     key: string,
     targets: readonly ProfileEntry[],
     what: "write" | "delete",

@@ -1,0 +1,42 @@
+/**
+ * `node:diagnostics_channel` tracing channels, for OpenTelemetry or any
+ * subscriber. Each operation publishes `start`, `end`, `asyncStart`,
+ * `asyncEnd` and `error` events with a context object:
+ *
+ * | channel | context |
+ * |---|---|
+ * | `terraphim-persistence:load` | `{ key }`; on success `result` is `{ value, profile, writeBack }` |
+ * | `terraphim-persistence:save` | `{ key, profiles, bytes }` (a delete has `bytes: 0`, `op: "delete"`) |
+ * | `terraphim-persistence:write-back` | `{ key, profile, from, bytes }` |
+ * | `terraphim-persistence:probe` | `{ profile, scheme }`; `result` is the median read in µs |
+ *
+ * Nothing is published (and nothing costs) while a channel has no subscriber.
+ *
+ * @example
+ * import { tracingChannel } from "node:diagnostics_channel";
+ * tracingChannel("terraphim-persistence:load").subscribe({
+ *   asyncEnd: (ctx) => console.log(ctx.key, "served by", ctx.result.profile),
+ * });
+ */
+import { tracingChannel } from "node:diagnostics_channel";
+
+export const CHANNELS = {
+  load: "terraphim-persistence:load",
+  save: "terraphim-persistence:save",
+  writeBack: "terraphim-persistence:write-back",
+  probe: "terraphim-persistence:probe",
+} as const;
+
+export const loadChannel = tracingChannel(CHANNELS.load);
+export const saveChannel = tracingChannel(CHANNELS.save);
+export const writeBackChannel = tracingChannel(CHANNELS.writeBack);
+export const probeChannel = tracingChannel(CHANNELS.probe);
+
+/** Runs `fn` traced on `channel` when someone listens, else plainly. */
+export function traced<T>(
+  channel: ReturnType<typeof tracingChannel>,
+  context: Record<string, unknown>,
+  fn: () => Promise<T>,
+): Promise<T> {
+  return channel.hasSubscribers ? channel.tracePromise(fn, context) : fn();
+}
