@@ -358,14 +358,30 @@ export class DeviceStorage {
     return loadChannel.tracePromise(() => this.#reader.load(key, decode), { key });
   }
 
-  /** Whether any profile holds `key`. */
+  /**
+   * Whether any profile holds `key`, asking the fastest first.
+   * @throws BackendError if no profile has it and some could not be asked (absence is not certain).
+   */
   async exists(key: string): Promise<boolean> {
+    this.#checkOpen();
+    const failed: string[] = [];
+    let cause: unknown;
     for (const e of this.#ranked) {
       try {
         if (await this.#call(e, "exists", key, () => e.op.exists(key))) return true;
       } catch (err) {
-        this.logger.debug({ profile: e.name, key, err }, "exists failed");
+        if (err instanceof PersistenceError && err.code === "E_INVALID_KEY") throw err;
+        this.#stats.get(e.name)!.failures++;
+        failed.push(`${e.name}: ${(err as Error).message}`);
+        cause ??= err;
       }
+    }
+    if (failed.length > 0) {
+      throw new BackendError(`Cannot tell whether "${key}" exists: ${failed.join("; ")}`, {
+        key,
+        cause,
+        transient: true,
+      });
     }
     return false;
   }
@@ -560,8 +576,9 @@ async function openProfile(name: string, profile: Readonly<Record<string, string
 
 /**
  * Writes a 4 KiB value under a reserved key, reads it back `reads` times
- * (after one untimed warm-up read), checks the bytes and deletes the key.
- * Returns the median read in microseconds.
+ * (after one untimed warm-up read; through `readSync` where the operator has
+ * it, as loads do), checks the bytes and deletes the key. Returns the median
+ * read in microseconds.
  */
 async function probe(
   op: Operator,
@@ -582,9 +599,12 @@ async function probe(
       });
     }
     const times: number[] = [];
+    // Time the read path loads will take: synchronous where the operator offers it.
+    const readSync = op.readSync?.bind(op);
     for (let i = 0; i < reads; i++) {
       const t0 = performance.now();
-      await limit(op.read(key), "read");
+      if (readSync) readSync(key);
+      else await limit(op.read(key), "read");
       times.push((performance.now() - t0) * 1000);
     }
     times.sort((a, b) => a - b);

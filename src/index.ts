@@ -34,6 +34,7 @@ export {
   type StorageSettings,
 } from "./device-storage.js";
 export { CHANNELS } from "./diagnostics.js";
+export * from "./domain/index.js";
 export * from "./errors.js";
 export { MAX_KEY_BYTES, normalizeKey, validateKey, validatePrefix } from "./keys.js";
 export { consoleLogger, type Logger, silentLogger } from "./logger.js";

@@ -136,7 +136,9 @@ export abstract class Persistable {
    * fields or fields needing conversion (dates, maps, nested classes).
    */
   protected fromStored(data: unknown): this {
-    const copy = Object.assign(Object.create(Object.getPrototypeOf(this)) as this, this, data);
+    const copy = Object.create(Object.getPrototypeOf(this)) as this;
+    copyOwnFields(copy, this);
+    copyOwnFields(copy, data);
     const given = storages.get(this);
     if (given) storages.set(copy, given);
     return copy;
@@ -152,6 +154,23 @@ export abstract class Persistable {
       decoders.set(schema, d);
     }
     return d;
+  }
+}
+
+/**
+ * Own enumerable fields of `from` onto `to`, as plain data properties. Unlike
+ * `Object.assign`, a stored `"__proto__"` key cannot replace the prototype.
+ */
+function copyOwnFields(to: object, from: unknown): void {
+  if (from === null || typeof from !== "object") return;
+  for (const key of Object.keys(from)) {
+    if (key === "__proto__") continue;
+    Object.defineProperty(to, key, {
+      value: (from as Record<string, unknown>)[key],
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
   }
 }
 

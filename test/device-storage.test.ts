@@ -347,7 +347,13 @@ describe("retries", () => {
   it("retries come from the profile option, defaulting to 0 for native schemes", async () => {
     const s = track(
       await DeviceStorage.fromSettings(
-        { profiles: { memory: { type: "memory" }, m2: { type: "memory", retries: "3" }, bad: { type: "memory", retries: "1.5" } } },
+        {
+          profiles: {
+            memory: { type: "memory" },
+            m2: { type: "memory", retries: "3" },
+            bad: { type: "memory", retries: "1.5" },
+          },
+        },
         opts,
       ),
     );
@@ -603,5 +609,26 @@ describe("singleton", () => {
   it("concurrent first calls share one initialisation", async () => {
     const [a, b] = await Promise.all([DeviceStorage.initMemoryOnly(), DeviceStorage.initMemoryOnly()]);
     expect(a).toBe(b);
+  });
+});
+
+describe("hostile stored data", () => {
+  it('a stored "__proto__" key cannot replace the loaded object\'s prototype', async () => {
+    const { storage, sqlite } = await twoTier();
+    await sqlite.inner.write("loose_p.json", '{"id":"p","payload":1,"__proto__":{"evil":1}}');
+    const loaded = await new Loose("p").withStorage(storage).load();
+    expect(loaded).toBeInstanceOf(Loose);
+    expect(loaded.getKey()).toBe("loose_p.json");
+    expect((loaded as unknown as { evil?: number }).evil).toBeUndefined();
+    expect(loaded.payload).toBe(1);
+  });
+
+  it("exists() with a failing profile is a BackendError, not false", async () => {
+    const { storage, sqlite } = await twoTier();
+    await storage.saveValue("e.json", {}, { profiles: ["sqlite"] });
+    expect(await storage.exists("e.json")).toBe(true);
+    expect(await storage.exists("none.json")).toBe(false);
+    sqlite.faults.fail = ["exists"];
+    await expect(storage.exists("e.json")).rejects.toBeInstanceOf(BackendError);
   });
 });

@@ -1,0 +1,475 @@
+/**
+ * The Rust `terraphim_types::Document`, persisted as `document_<normalized id>.json`
+ * with the JSON `serde_json` writes for it, plus `loadDocumentsByIds`.
+ *
+ * This module also holds the small serde-like readers the domain schemas are
+ * built from (`serdeSchema`, `field`, `str`, ...): Standard Schema objects that
+ * accept and reject JSON the way `#[derive(Deserialize)]` does, with no
+ * validation library needed.
+ *
+ * @module
+ */
+import type { StandardSchemaV1 } from "@standard-schema/spec";
+import { DeviceStorage } from "../device-storage.js";
+import { NotFoundError, PersistenceError } from "../errors.js";
+import { Persistable } from "../persistable.js";
+
+// ---------------------------------------------------------------------------
+// serde-like readers (internal: used by the domain schemas, not re-exported)
+// ---------------------------------------------------------------------------
+
+/** @internal Path of a value inside the JSON being read. */
+export type SerdePath = readonly PropertyKey[];
+
+/** @internal Collects issues while a value is read. */
+export class SerdeReader {
+  readonly issues: StandardSchemaV1.Issue[] = [];
+  /** Records an issue and returns `placeholder` so reading can go on and report every issue. */
+  fail<T>(path: SerdePath, message: string, placeholder: T): T {
+    if (this.issues.length < 50) this.issues.push({ message, path: [...path] });
+    return placeholder;
+  }
+}
+
+/** @internal Reads one JSON value into `T`, recording issues in the reader. */
+export type Parse<T> = (value: unknown, r: SerdeReader, path: SerdePath) => T;
+
+/** @internal What a JSON value is, for messages ("expected a string, got null"). */
+export function describeJson(v: unknown): string {
+  if (v === null) return "null";
+  if (v === undefined) return "nothing";
+  if (Array.isArray(v)) return "an array";
+  if (typeof v === "string") return `the string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v)}`;
+  if (typeof v === "number") return `the number ${v}`;
+  if (typeof v === "boolean") return `the boolean ${v}`;
+  return `a ${typeof v}`;
+}
+
+/** @internal A JSON string. */
+export const str: Parse<string> = (v, r, p) =>
+  typeof v === "string" ? v : r.fail(p, `expected a string, got ${describeJson(v)}`, "");
+
+/** @internal A JSON boolean. */
+export const bool: Parse<boolean> = (v, r, p) =>
+  typeof v === "boolean" ? v : r.fail(p, `expected a boolean, got ${describeJson(v)}`, false);
+
+/** @internal A JSON number (serde's `f64` accepts integers too). */
+export const float: Parse<number> = (v, r, p) =>
+  typeof v === "number" ? v : r.fail(p, `expected a number, got ${describeJson(v)}`, 0);
+
+/**
+ * @internal An unsigned integer type of Rust (`u8`, `u32`, `u64`, `usize`).
+ * Values above 2^53 parse, but (as everywhere in JavaScript) lose precision.
+ */
+export function uint(rustType: "u8" | "u32" | "u64" | "usize"): Parse<number> {
+  const max = rustType === "u8" ? 255 : rustType === "u32" ? 4_294_967_295 : 2 ** 64 - 1;
+  return (v, r, p) =>
+    typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= max
+      ? v
+      : r.fail(p, `expected ${rustType} (an integer from 0 to ${max}), got ${describeJson(v)}`, 0);
+}
+
+// chrono's DateTime<Utc> deserializes RFC 3339 (relaxed: `T`, `t` or space; any offset).
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$/;
+
+/** @internal A chrono `DateTime<Utc>`: an RFC 3339 string, kept as written (Rust writes nanoseconds). */
+export const timestamp: Parse<string> = (v, r, p) =>
+  typeof v === "string" && RFC3339.test(v) && !Number.isNaN(Date.parse(normalizeTimestamp(v)))
+    ? v
+    : r.fail(p, `expected an RFC 3339 timestamp string, got ${describeJson(v)}`, "");
+
+/** @internal `2024-01-01 00:00:00z` -> `2024-01-01T00:00:00Z`, which `Date.parse` reads. */
+export function normalizeTimestamp(ts: string): string {
+  return `${ts.slice(0, 10)}T${ts.slice(11)}`.replace(/z$/, "Z");
+}
+
+/** @internal `Option<T>`: `null` is `None`. */
+export function nullable<T>(parse: Parse<T>): Parse<T | null> {
+  return (v, r, p) => (v === null ? null : parse(v, r, p));
+}
+
+/** @internal `Vec<T>`. */
+export function arrayOf<T>(parse: Parse<T>): Parse<T[]> {
+  return (v, r, p) => {
+    if (!Array.isArray(v)) return r.fail(p, `expected an array, got ${describeJson(v)}`, []);
+    return v.map((item, i) => parse(item, r, [...p, i]));
+  };
+}
+
+/** @internal `HashMap<String, T>` (JSON object keys are always strings). Insertion order is kept. */
+export function mapOf<T>(parse: Parse<T>): Parse<Map<string, T>> {
+  return (v, r, p) => {
+    const o = jsonObject(v, r, p, "a map");
+    const out = new Map<string, T>();
+    if (o) for (const [k, item] of Object.entries(o)) out.set(k, parse(item, r, [...p, k]));
+    return out;
+  };
+}
+
+/** @internal `HashMap<String, String>` as a plain object (own properties only, safe for `__proto__` keys). */
+export const stringRecord: Parse<Record<string, string>> = (v, r, p) =>
+  Object.fromEntries(mapOf(str)(v, r, p)) as Record<string, string>;
+
+/** @internal A unit-variant enum serialized as one of `values`. */
+export function oneOf<T extends string>(values: readonly T[]): Parse<T> {
+  return (v, r, p) =>
+    typeof v === "string" && (values as readonly string[]).includes(v)
+      ? (v as T)
+      : r.fail(
+          p,
+          `expected one of ${values.map((x) => JSON.stringify(x)).join(", ")}, got ${describeJson(v)}`,
+          values[0]!,
+        );
+}
+
+/** @internal A JSON object (a serde struct or map); `undefined` (with an issue) otherwise. */
+export function jsonObject(
+  v: unknown,
+  r: SerdeReader,
+  p: SerdePath,
+  what: string,
+): Record<string, unknown> | undefined {
+  if (v !== null && typeof v === "object" && !Array.isArray(v)) return v as Record<string, unknown>;
+  return r.fail(p, `expected ${what} (a JSON object), got ${describeJson(v)}`, undefined);
+}
+
+/** @internal Marks a struct field without a default: missing is an error, as serde's "missing field". */
+export const REQUIRED = Symbol("required");
+
+/**
+ * @internal Reads struct field `key`. A missing field takes `ifMissing()` (serde's
+ * `#[serde(default)]`, and the implicit `None` of `Option` fields) or is an issue
+ * when `ifMissing` is {@link REQUIRED}. Unknown fields are never looked at (serde ignores them).
+ */
+export function field<T>(
+  o: Record<string, unknown>,
+  key: string,
+  parse: Parse<T>,
+  r: SerdeReader,
+  p: SerdePath,
+  ifMissing: (() => T) | typeof REQUIRED,
+): T {
+  // `undefined` counts as missing: JSON.stringify leaves such a property out.
+  if (!Object.hasOwn(o, key) || o[key] === undefined) {
+    if (ifMissing === REQUIRED) return r.fail([...p, key], `missing field \`${key}\``, undefined as T);
+    return ifMissing();
+  }
+  return parse(o[key], r, [...p, key]);
+}
+
+/** @internal Option fields: missing or `null` is `None`. */
+export const none = (): null => null;
+
+/** @internal Wraps a reader as a Standard Schema (vendor `terraphim-persistence`). */
+export function serdeSchema<T>(parse: Parse<T>): StandardSchemaV1<unknown, T> {
+  return {
+    "~standard": {
+      version: 1,
+      vendor: "terraphim-persistence",
+      validate(value: unknown): StandardSchemaV1.Result<T> {
+        const r = new SerdeReader();
+        const out = parse(value, r, []);
+        return r.issues.length > 0 ? { issues: r.issues } : { value: out };
+      },
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Document
+// ---------------------------------------------------------------------------
+
+/** `terraphim_types::DocumentType` (`#[serde(rename_all = "snake_case")]`). */
+export type DocumentType = "kg_entry" | "document" | "config_document";
+
+/** Every {@link DocumentType}, default first. */
+export const DOCUMENT_TYPES: readonly DocumentType[] = ["kg_entry", "document", "config_document"];
+
+/** `terraphim_types::RouteDirective`: which LLM provider and model to use. */
+export interface RouteDirective {
+  /** LLM provider name, e.g. `"anthropic"`. */
+  provider: string;
+  /** Model identifier within the provider. */
+  model: string;
+  /** CLI action template with `{{ model }}` and `{{ prompt }}` placeholders. @default null */
+  action: string | null;
+  /** Whether this model is free. @default false */
+  is_free: boolean;
+}
+
+/** `terraphim_types::QualityScore`: K/L/S quality scores, each 0.0 to 1.0 when present. */
+export interface QualityScore {
+  knowledge: number | null;
+  logic: number | null;
+  structure: number | null;
+  /** RFC 3339 timestamp of the last evaluation. */
+  last_evaluated: string | null;
+}
+
+/**
+ * The JSON fields of a {@link Document}, named and ordered as the Rust struct
+ * serializes them. `Option` fields are `null` when unset.
+ */
+export interface DocumentData {
+  /** Unique identifier (a UUID, a URL-based id, ...). */
+  id: string;
+  /** Source URL or file path. */
+  url: string;
+  title: string;
+  body: string;
+  /** Short description extracted from the content. */
+  description: string | null;
+  /** AI-generated summary. */
+  summarization: string | null;
+  /** Short excerpt. */
+  stub: string | null;
+  tags: string[] | null;
+  /** Rank in search results (Rust `u64`). */
+  rank: number | null;
+  /** The haystack (data source) this document came from. */
+  source_haystack: string | null;
+  /** @default "kg_entry" */
+  doc_type: DocumentType;
+  synonyms: string[] | null;
+  route: RouteDirective | null;
+  /** Priority directive, 0 to 100 (Rust `u8`). */
+  priority: number | null;
+  /** Quality scores; left out of the JSON when unset (`skip_serializing_if = "Option::is_none"`). */
+  quality_score?: QualityScore | null | undefined;
+}
+
+const routeDirective: Parse<RouteDirective> = (v, r, p) => {
+  const o = jsonObject(v, r, p, "struct RouteDirective");
+  if (!o) return { provider: "", model: "", action: null, is_free: false };
+  return {
+    provider: field(o, "provider", str, r, p, REQUIRED),
+    model: field(o, "model", str, r, p, REQUIRED),
+    action: field(o, "action", nullable(str), r, p, none),
+    is_free: field(o, "is_free", bool, r, p, () => false),
+  };
+};
+
+const qualityScore: Parse<QualityScore> = (v, r, p) => {
+  const o = jsonObject(v, r, p, "struct QualityScore");
+  if (!o) return { knowledge: null, logic: null, structure: null, last_evaluated: null };
+  return {
+    knowledge: field(o, "knowledge", nullable(float), r, p, none),
+    logic: field(o, "logic", nullable(float), r, p, none),
+    structure: field(o, "structure", nullable(float), r, p, none),
+    last_evaluated: field(o, "last_evaluated", nullable(timestamp), r, p, none),
+  };
+};
+
+const strings = nullable(arrayOf(str));
+
+const documentData: Parse<DocumentData> = (v, r, p) => {
+  const o = jsonObject(v, r, p, "struct Document");
+  if (!o) return undefined as never;
+  const doc: DocumentData = {
+    // No #[serde(default)]: required.
+    id: field(o, "id", str, r, p, REQUIRED),
+    url: field(o, "url", str, r, p, REQUIRED),
+    title: field(o, "title", str, r, p, REQUIRED),
+    body: field(o, "body", str, r, p, REQUIRED),
+    // `Option` fields: serde treats a missing one as `None` even without #[serde(default)].
+    description: field(o, "description", nullable(str), r, p, none),
+    summarization: field(o, "summarization", nullable(str), r, p, none),
+    stub: field(o, "stub", nullable(str), r, p, none),
+    tags: field(o, "tags", strings, r, p, none),
+    rank: field(o, "rank", nullable(uint("u64")), r, p, none),
+    source_haystack: field(o, "source_haystack", nullable(str), r, p, none),
+    doc_type: field(o, "doc_type", oneOf(DOCUMENT_TYPES), r, p, () => "kg_entry" as const),
+    synonyms: field(o, "synonyms", strings, r, p, none),
+    route: field(o, "route", nullable(routeDirective), r, p, none),
+    priority: field(o, "priority", nullable(uint("u8")), r, p, none),
+  };
+  // Always present in the output (null when unset) so a load never keeps a template's value.
+  doc.quality_score = field(o, "quality_score", nullable(qualityScore), r, p, none);
+  return doc;
+};
+
+/**
+ * Standard Schema of the stored document JSON, with serde's rules: `id`,
+ * `url`, `title` and `body` are required strings; `Option` fields may be
+ * missing or `null`; `doc_type` defaults to `"kg_entry"`; a wrong type
+ * anywhere is an issue; unknown fields are ignored (and dropped).
+ */
+export const documentSchema: StandardSchemaV1<unknown, DocumentData> = serdeSchema(documentData);
+
+/**
+ * A Terraphim document, persisted as `document_<normalizeKey(id)>.json` with
+ * the same JSON the Rust crate writes (field names and order, `null` for unset
+ * `Option`s, `quality_score` left out when unset), so Rust and TypeScript read
+ * each other's stores.
+ *
+ * @example
+ * const doc = new Document("rust-book-ch1", { title: "Getting Started", body: "..." });
+ * await doc.withStorage(storage).save();
+ * const back = await new Document("rust-book-ch1").withStorage(storage).load();
+ */
+export class Document extends Persistable implements DocumentData {
+  /** Validates stored JSON as serde would (see {@link documentSchema}). */
+  static schema: StandardSchemaV1<unknown, DocumentData> = documentSchema;
+
+  id: string;
+  url = "";
+  title = "";
+  body = "";
+  description: string | null = null;
+  summarization: string | null = null;
+  stub: string | null = null;
+  tags: string[] | null = null;
+  rank: number | null = null;
+  source_haystack: string | null = null;
+  doc_type: DocumentType = "kg_entry";
+  synonyms: string[] | null = null;
+  route: RouteDirective | null = null;
+  priority: number | null = null;
+  quality_score?: QualityScore | null | undefined;
+
+  /** A document with this `id` and every other field at its Rust default (`Document::new`), then `init`. */
+  constructor(id: string, init: Partial<Omit<DocumentData, "id">> = {}) {
+    super();
+    this.id = id;
+    Object.assign(this, init);
+  }
+
+  /** `document_<normalizeKey(id)>.json`. */
+  getKey(): string {
+    return `document_${this.normalizeKey(this.id)}.json`;
+  }
+
+  /** The fields in the Rust struct's order, as `serde_json` writes them. */
+  toJSON(): DocumentData {
+    const out: DocumentData = {
+      id: this.id,
+      url: this.url,
+      title: this.title,
+      body: this.body,
+      description: this.description ?? null,
+      summarization: this.summarization ?? null,
+      stub: this.stub ?? null,
+      tags: this.tags ?? null,
+      rank: this.rank ?? null,
+      source_haystack: this.source_haystack ?? null,
+      doc_type: this.doc_type,
+      synonyms: this.synonyms ?? null,
+      route: this.route ? routeJson(this.route) : null,
+      priority: this.priority ?? null,
+    };
+    if (this.quality_score != null) {
+      const q = this.quality_score;
+      out.quality_score = {
+        knowledge: q.knowledge ?? null,
+        logic: q.logic ?? null,
+        structure: q.structure ?? null,
+        last_evaluated: q.last_evaluated ?? null,
+      };
+    }
+    return out;
+  }
+}
+
+function routeJson(r: RouteDirective): RouteDirective {
+  return { provider: r.provider, model: r.model, action: r.action ?? null, is_free: r.is_free ?? false };
+}
+
+// ---------------------------------------------------------------------------
+// loadDocumentsByIds
+// ---------------------------------------------------------------------------
+
+/** Options of {@link loadDocumentsByIds}. */
+export interface LoadDocumentsOptions {
+  /** Storage to read from. @default DeviceStorage.instance() */
+  storage?: DeviceStorage | undefined;
+  /**
+   * Most loads in flight at once.
+   * @default 16
+   */
+  concurrency?: number | undefined;
+}
+
+/** An id whose document could not be loaded for a reason other than absence. */
+export interface FailedDocumentLoad {
+  id: string;
+  /** `DeserializeError` (no profile holds a value that decodes), `BackendError` (a profile failed, so absence is not certain), ... */
+  error: Error;
+}
+
+/** What {@link loadDocumentsByIds} found. */
+export interface LoadDocumentsResult {
+  /** The documents found, in the order of the ids asked for (missing and failed ones left out): what Rust returns. */
+  documents: Document[];
+  /** Ids that no profile holds (every profile said "not found"), in input order. */
+  missing: string[];
+  /** Ids that could not be loaded for another reason, in input order. Rust only logs these; here they are returned. */
+  failed: FailedDocumentLoad[];
+}
+
+/**
+ * Loads many documents at once, at most `concurrency` at a time, each through
+ * the usual tiered read (fastest profile, fallback, write-back).
+ *
+ * Like Rust's `load_documents_by_ids`, documents that cannot be loaded are left
+ * out of `documents` rather than failing the whole call; unlike it, the result
+ * is in input order, concurrency is bounded, and the ids left out are reported:
+ * absent ones in `missing`, corrupt values and backend failures in `failed`
+ * (also logged at warn level). Check `failed` before treating the list as complete.
+ *
+ * @throws PersistenceError if `ids` is not an array of strings or `concurrency` is not a positive integer;
+ *   the storage's `E_CLOSED` error if it is closed.
+ * @example
+ * const { documents, missing, failed } = await loadDocumentsByIds(["a", "b"], { storage });
+ * if (failed.length) throw failed[0].error;
+ */
+export async function loadDocumentsByIds(
+  ids: readonly string[],
+  options: LoadDocumentsOptions = {},
+): Promise<LoadDocumentsResult> {
+  const concurrency = options.concurrency ?? 16;
+  if (!Number.isInteger(concurrency) || concurrency < 1) {
+    throw new PersistenceError(`Expected \`concurrency\` to be a positive integer, got ${String(concurrency)}`);
+  }
+  if (!Array.isArray(ids))
+    throw new PersistenceError(`Expected \`ids\` to be an array of strings, got ${describeJson(ids)}`);
+  ids.forEach((id, i) => {
+    if (typeof id !== "string") {
+      throw new PersistenceError(`Expected \`ids[${i}]\` to be a string, got ${describeJson(id)}`);
+    }
+  });
+  const storage = options.storage ?? (await DeviceStorage.instance());
+
+  type Outcome = { kind: "found"; doc: Document } | { kind: "missing" } | { kind: "failed"; error: Error };
+  const outcomes = new Array<Outcome>(ids.length);
+  let next = 0;
+  // A fixed pool of workers taking the next index: never more than `concurrency` loads in flight.
+  const worker = async (): Promise<void> => {
+    while (next < ids.length) {
+      const i = next++;
+      const id = ids[i]!;
+      try {
+        outcomes[i] = { kind: "found", doc: await new Document(id).withStorage(storage).load() };
+      } catch (err) {
+        if (err instanceof NotFoundError) outcomes[i] = { kind: "missing" };
+        else if (err instanceof PersistenceError && err.code === "E_CLOSED") {
+          // The storage itself is unusable: not a per-document outcome.
+          next = ids.length;
+          throw err;
+        } else {
+          const error = err instanceof Error ? err : new PersistenceError(String(err), { cause: err });
+          storage.logger.warn({ id, err: error }, "could not load document");
+          outcomes[i] = { kind: "failed", error };
+        }
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, ids.length) }, worker));
+
+  const result: LoadDocumentsResult = { documents: [], missing: [], failed: [] };
+  outcomes.forEach((o, i) => {
+    if (o.kind === "found") result.documents.push(o.doc);
+    else if (o.kind === "missing") result.missing.push(ids[i]!);
+    else result.failed.push({ id: ids[i]!, error: o.error });
+  });
+  return result;
+}
