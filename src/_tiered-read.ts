@@ -5,6 +5,8 @@
  * operator can), `#fallback` (shared by concurrent loads of one key) and
  * `#writeBack` (queued per key behind any newer write).
  */
+
+import { performance } from "node:perf_hooks";
 import { decodeJson, isCompressed, maybeCompress } from "./codec.js";
 import { traced, writeBackChannel } from "./diagnostics.js";
 import { BackendError, DeserializeError, NotFoundError, PersistenceError } from "./errors.js";
@@ -50,6 +52,10 @@ export interface TieredReaderDeps<E extends Entry> {
   /** As `call`, but run after every earlier queued write of (entry, key). */
   queued<T>(entry: E, what: string, key: string, fn: () => Promise<T>): Promise<T>;
   writeInProgress(key: string): boolean;
+  /** Whether reads may go to this profile now (its circuit breaker is not open). */
+  available(entry: E): boolean;
+  /** A sampled latency of a synchronous tier-0 read, in µs (live ranking). */
+  observeSync?(entry: E, us: number): void;
 }
 
 /** A fallback read in flight; `stale` turns true when a save or delete of the key starts. */
@@ -57,6 +63,8 @@ interface Flight {
   stale: boolean;
   promise: Promise<Found>;
   claimed: boolean;
+  /** Stops watching the key for writes (after the write-back, or a failed read). */
+  release: () => void;
 }
 
 interface Found {
@@ -74,8 +82,9 @@ let nextDecoderId = 1;
 
 export class TieredReader<E extends Entry = Entry> {
   readonly #d: TieredReaderDeps<E>;
-  readonly #fastest: E;
-  readonly #slower: readonly E[];
+  #fastest: E;
+  #slower: readonly E[];
+  #syncReads = 0;
   /** Fallback reads in flight, by decoder id + key. */
   readonly #flights = new Map<string, Flight>();
   /** Flights per key, to mark them stale on a write. */
@@ -86,6 +95,12 @@ export class TieredReader<E extends Entry = Entry> {
     this.#d = deps;
     this.#fastest = deps.ranked[0]!;
     this.#slower = deps.ranked.slice(1);
+  }
+
+  /** Profiles in their new speed order (live ranking): reads and write-backs follow it from now on. */
+  setRanking(order: readonly E[]): void {
+    this.#fastest = order[0]!;
+    this.#slower = order.slice(1);
   }
 
   /** A save or delete of `key` is starting: no write-back from an earlier read may land. */
@@ -109,11 +124,19 @@ export class TieredReader<E extends Entry = Entry> {
   #load(key: string, dec: Decoder<unknown>): Promise<Loaded> {
     const fastest = this.#fastest;
     const st = this.#d.stats(fastest.name);
+    if (!this.#d.available(fastest)) {
+      return this.#afterFastest(key, dec, { kind: "failed", error: breakerOpen(fastest.name) });
+    }
     // Tier 0 answers synchronously where it can: a hit costs no extra promise hops.
     if (fastest.op.readSync) {
       let bytes: Uint8Array | undefined;
       try {
-        bytes = fastest.op.readSync(key);
+        // Latency is sampled (1 read in 16): timing every hit would cost more than the hit.
+        if (this.#d.observeSync && (++this.#syncReads & 15) === 0) {
+          const t0 = performance.now();
+          bytes = fastest.op.readSync(key);
+          this.#d.observeSync(fastest, (performance.now() - t0) * 1000);
+        } else bytes = fastest.op.readSync(key);
       } catch (err) {
         if (!(err instanceof PersistenceError) || err.code === "E_INVALID_KEY" || err.code === "E_CLOSED") {
           return Promise.reject(err);
@@ -193,7 +216,12 @@ export class TieredReader<E extends Entry = Entry> {
     let owner = false;
     if (!flight) {
       owner = true;
-      const f: Flight = { stale: this.#d.writeInProgress(key), promise: undefined as never, claimed: false };
+      const f: Flight = {
+        stale: this.#d.writeInProgress(key),
+        promise: undefined as never,
+        claimed: false,
+        release: () => {},
+      };
       f.promise = this.#fallback(key, dec, first);
       flight = f;
       this.#flights.set(flightKey, f);
@@ -203,12 +231,19 @@ export class TieredReader<E extends Entry = Entry> {
         this.#byKey.set(key, set);
       }
       set.add(f);
-      const done = () => {
+      // The flight stops taking joiners when its read settles, but stays
+      // watchable (so a save or delete marks it stale) until its write-back is done.
+      const settled = () => {
         if (this.#flights.get(flightKey) === f) this.#flights.delete(flightKey);
+      };
+      f.release = () => {
         set.delete(f);
         if (set.size === 0 && this.#byKey.get(key) === set) this.#byKey.delete(key);
       };
-      f.promise.then(done, done);
+      f.promise.then(settled, () => {
+        settled();
+        f.release();
+      });
     }
     const found = await flight.promise;
     if (owner) this.#writeBack(key, found, flight);
@@ -223,6 +258,10 @@ export class TieredReader<E extends Entry = Entry> {
     const attempts: [string, Attempt][] = [[this.#fastest.name, first]];
     for (const e of this.#slower) {
       const st = this.#d.stats(e.name);
+      if (!this.#d.available(e)) {
+        attempts.push([e.name, { kind: "failed", error: breakerOpen(e.name) }]);
+        continue;
+      }
       let stored: Uint8Array;
       try {
         stored = await this.#d.call(e, "read", key, () => e.op.read(key));
@@ -258,7 +297,10 @@ export class TieredReader<E extends Entry = Entry> {
 
   #writeBack(key: string, found: Found, flight: Flight): void {
     const fastest = this.#fastest;
-    if (found.profile === fastest.name) return;
+    if (found.profile === fastest.name) {
+      flight.release();
+      return;
+    }
     const st = this.#d.stats(fastest.name);
     const task = new Promise<void>((resolve) => setImmediate(resolve))
       .then(() =>
@@ -280,9 +322,19 @@ export class TieredReader<E extends Entry = Entry> {
         st.failures++;
         this.#d.logger.warn({ profile: fastest.name, key, err }, "write-back failed");
       })
-      .finally(() => this.#pending.delete(task));
+      .finally(() => {
+        flight.release();
+        this.#pending.delete(task);
+      });
     this.#pending.add(task);
   }
+}
+
+function breakerOpen(profile: string): BackendError {
+  return new BackendError(`profile "${profile}" is out of the read path after repeated failures (circuit open)`, {
+    profile,
+    transient: true,
+  });
 }
 
 function decoderId(dec: Decoder<unknown>): number {
@@ -294,7 +346,8 @@ function decoderId(dec: Decoder<unknown>): number {
   return id;
 }
 
-function isCallerError(err: unknown): boolean {
+/** Errors that are the caller's (a bad key, a closed store), not the backend's. */
+export function isCallerError(err: unknown): boolean {
   return err instanceof PersistenceError && (err.code === "E_INVALID_KEY" || err.code === "E_CLOSED");
 }
 

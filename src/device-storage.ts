@@ -1,12 +1,14 @@
 import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { KeyedQueue } from "./_keyed-queue.js";
-import { type Decoder, TieredReader } from "./_tiered-read.js";
+import { LiveRanking, type LiveRankingOptions } from "./_live-ranking.js";
+import { type Decoder, isCallerError, TieredReader } from "./_tiered-read.js";
 import { encodeJson } from "./codec.js";
 import { loadChannel, probeChannel, saveChannel, traced } from "./diagnostics.js";
 import {
   BackendError,
   NoOperatorError,
+  NotFoundError,
   PartialWriteError,
   PersistenceError,
   ProfileError,
@@ -34,6 +36,15 @@ export interface DeviceStorageOptions {
    * @default 7
    */
   probeReads?: number;
+  /**
+   * Live ranking: track the latency of real reads per profile, re-rank when a
+   * slower profile overtakes the fastest, and take a repeatedly failing
+   * profile out of the read path for a cool-down (circuit breaker). Profiles
+   * with a `speed` override keep their rank value but still have a breaker.
+   * `false` turns it off; an object tunes it.
+   * @default true
+   */
+  liveRanking?: boolean | LiveRankingOptions;
 }
 
 /** A profile that opened and passed its probe. */
@@ -108,17 +119,15 @@ let singletonMemoryOnly = false;
  * const { value, profile } = await storage.loadValue("document_x.json");
  */
 export class DeviceStorage {
-  /** Profiles that work, fastest first. */
-  readonly ops: ReadonlyMap<string, ProfileEntry>;
   /** Profiles left out, with the reason. */
   readonly profileErrors: ReadonlyMap<string, PersistenceError>;
-  /** The fastest profile's operator: reads start here and write-back fills it. */
-  readonly fastestOp: Operator;
-  /** The fastest profile's name. */
-  readonly fastestProfile: string;
   readonly logger: Logger;
 
-  readonly #ranked: readonly ProfileEntry[];
+  #ranked: readonly ProfileEntry[];
+  #ops: ReadonlyMap<string, ProfileEntry>;
+  readonly #live: LiveRanking<ProfileEntry> | undefined;
+  #loads = 0;
+  #healthCursor = 0;
   readonly #queue = new KeyedQueue();
   readonly #stats = new Map<string, ProfileStats>();
   readonly #reader: TieredReader;
@@ -126,16 +135,30 @@ export class DeviceStorage {
   readonly #writing = new Map<string, number>();
   #closed = false;
 
-  private constructor(ranked: ProfileEntry[], errors: Map<string, PersistenceError>, logger: Logger) {
-    const first = ranked[0];
-    if (!first) throw new NoOperatorError("No storage profile could be opened");
+  private constructor(
+    ranked: ProfileEntry[],
+    errors: Map<string, PersistenceError>,
+    logger: Logger,
+    options: DeviceStorageOptions,
+    fixed: ReadonlySet<string>,
+  ) {
+    if (!ranked[0]) throw new NoOperatorError("No storage profile could be opened");
     this.#ranked = ranked;
-    this.ops = new Map(ranked.map((e) => [e.name, e]));
+    this.#ops = new Map(ranked.map((e) => [e.name, e]));
     this.profileErrors = errors;
-    this.fastestOp = first.op;
-    this.fastestProfile = first.name;
     this.logger = logger;
     for (const e of ranked) this.#stats.set(e.name, emptyStats());
+    const live =
+      options.liveRanking === false ? undefined : typeof options.liveRanking === "object" ? options.liveRanking : {};
+    this.#live =
+      live && ranked.length > 1
+        ? new LiveRanking(
+            ranked,
+            (e) => fixed.has(e.name),
+            (order, reason) => this.#reorder(order, reason),
+            live,
+          )
+        : undefined;
     this.#reader = new TieredReader({
       ranked,
       logger,
@@ -143,7 +166,31 @@ export class DeviceStorage {
       call: (entry, what, key, fn) => this.#call(entry, what, key, fn),
       queued: (entry, what, key, fn) => this.#queued(entry, what, key, fn),
       writeInProgress: (key) => this.#writing.has(key),
+      available: (entry) => this.#live?.available(entry.name) ?? true,
+      observeSync: this.#live ? (entry, us) => this.#live?.success(entry.name, us) : undefined,
     });
+  }
+
+  /** Profiles that work, fastest first (live ranking may reorder them). */
+  get ops(): ReadonlyMap<string, ProfileEntry> {
+    return this.#ops;
+  }
+
+  /** The fastest profile's operator: reads start here and write-back fills it. */
+  get fastestOp(): Operator {
+    return this.#ranked[0]!.op;
+  }
+
+  /** The fastest profile's name. */
+  get fastestProfile(): string {
+    return this.#ranked[0]!.name;
+  }
+
+  #reorder(order: readonly ProfileEntry[], reason: string): void {
+    this.#ranked = order;
+    this.#ops = new Map(order.map((e) => [e.name, e]));
+    this.#reader.setRanking(order);
+    this.logger.info({ ranking: order.map((e) => e.name).join(", "), reason }, "profiles re-ranked");
   }
 
   /**
@@ -178,6 +225,7 @@ export class DeviceStorage {
       errors,
       logger,
       probeReads,
+      options,
     );
   }
 
@@ -207,6 +255,7 @@ export class DeviceStorage {
       new Map(),
       options.logger ?? consoleLogger(),
       Math.max(1, options.probeReads ?? 7),
+      options,
     );
   }
 
@@ -215,6 +264,7 @@ export class DeviceStorage {
     errors: Map<string, PersistenceError>,
     logger: Logger,
     probeReads: number,
+    options: DeviceStorageOptions,
   ): Promise<DeviceStorage> {
     const entries: ProfileEntry[] = [];
     for (const o of opened) {
@@ -249,7 +299,8 @@ export class DeviceStorage {
       { ranking: entries.map((e) => `${e.name}=${e.speed.toFixed(1)}us`).join(", ") },
       "storage profiles ranked",
     );
-    return new DeviceStorage(entries, errors, logger);
+    const fixed = new Set(opened.filter((o) => o.speedOverride !== undefined).map((o) => o.name));
+    return new DeviceStorage(entries, errors, logger, options, fixed);
   }
 
   /**
@@ -354,6 +405,7 @@ export class DeviceStorage {
    */
   loadValue<T = unknown>(key: string, decode?: Decoder<T>): Promise<LoadResult<T>> {
     this.#checkOpen();
+    if (this.#live && (++this.#loads & 31) === 0) this.#healthCheck();
     if (!loadChannel.hasSubscribers) return this.#reader.load(key, decode);
     return loadChannel.tracePromise(() => this.#reader.load(key, decode), { key });
   }
@@ -384,6 +436,27 @@ export class DeviceStorage {
       });
     }
     return false;
+  }
+
+  /**
+   * Every 32 loads, one profile other than the fastest answers a cheap
+   * `exists` in the background, so a demoted or tripped profile's latency
+   * stays known and it can win its place back when it recovers.
+   */
+  #healthCheck(): void {
+    const others = this.#ranked.slice(1);
+    if (others.length === 0 || this.#closed) return;
+    const e = others[this.#healthCursor++ % others.length]!;
+    if (!this.#live!.available(e.name)) return;
+    this.#call(e, "health check", e.probeKey, () => e.op.exists(e.probeKey)).catch(() => {});
+  }
+
+  /**
+   * Moving-average read latency (µs) and circuit-breaker state per profile,
+   * as live ranking sees them (empty when live ranking is off).
+   */
+  health(): Record<string, { latencyUs: number; open: boolean; consecutiveFailures: number }> {
+    return this.#live?.snapshot() ?? {};
   }
 
   /** Resolves when every background write-back scheduled so far has finished (for tests and shutdown). */
@@ -468,8 +541,24 @@ export class DeviceStorage {
 
   /** One backend call, retried on transient errors, under the profile's time limit. */
   #call<T>(entry: ProfileEntry, what: string, key: string, fn: () => Promise<T>): Promise<T> {
-    const p = entry.retries > 0 ? this.#retrying(entry, what, key, fn) : fn();
-    return entry.timeoutMs === undefined ? p : this.#limit(p, entry, what, key);
+    const live = this.#live;
+    const t0 = live ? performance.now() : 0;
+    let p = entry.retries > 0 ? this.#retrying(entry, what, key, fn) : fn();
+    if (entry.timeoutMs !== undefined) p = this.#limit(p, entry, what, key);
+    if (!live) return p;
+    return p.then(
+      (v) => {
+        live.success(entry.name, (performance.now() - t0) * 1000);
+        return v;
+      },
+      (err) => {
+        // Absence is an answer, and a bad key is the caller's fault: neither counts against the profile.
+        if (err instanceof NotFoundError || isCallerError(err))
+          live.success(entry.name, (performance.now() - t0) * 1000);
+        else live.failure(entry.name);
+        throw err;
+      },
+    );
   }
 
   /**
@@ -481,8 +570,14 @@ export class DeviceStorage {
    */
   #queued<T>(entry: ProfileEntry, what: string, key: string, fn: () => Promise<T>): Promise<T> {
     const task = entry.retries > 0 ? () => this.#retrying(entry, what, key, fn) : fn;
-    const p = this.#queue.run(queueKey(entry.name, key), task);
-    return entry.timeoutMs === undefined ? p : this.#limit(p, entry, what, key);
+    let p = this.#queue.run(queueKey(entry.name, key), task);
+    if (entry.timeoutMs !== undefined) p = this.#limit(p, entry, what, key);
+    const live = this.#live;
+    if (!live) return p;
+    return p.catch((err) => {
+      if (!isCallerError(err)) live.failure(entry.name);
+      throw err;
+    });
   }
 
   #limit<T>(p: Promise<T>, entry: ProfileEntry, what: string, key: string): Promise<T> {

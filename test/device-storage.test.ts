@@ -478,6 +478,17 @@ describe("tiered reads", () => {
     await expect(storage.loadValue("del.json")).rejects.toBeInstanceOf(NotFoundError);
   });
 
+  it("a delete right after a fallback load (before its write-back ran) is not undone", async () => {
+    const { storage, memory } = await twoTier();
+    await storage.saveValue("gone.json", { v: 1 }, { profiles: ["sqlite"] });
+    const r = await storage.loadValue("gone.json");
+    expect(r.writeBack).toBe(true); // scheduled, not yet run
+    await storage.deleteValue("gone.json");
+    await storage.flush();
+    expect(await memory.inner.exists("gone.json")).toBe(false);
+    expect(storage.stats().memory!.writeBacksSkipped).toBe(1);
+  });
+
   it("single-flight: 100 concurrent loads of a key cause one read per slower profile", async () => {
     const { storage, sqlite } = await twoTier();
     await storage.saveValue("hot.json", { n: 42, list: [1, 2, 3] }, { profiles: ["sqlite"] });
