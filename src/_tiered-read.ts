@@ -56,6 +56,12 @@ export interface TieredReaderDeps<E extends Entry> {
   available(entry: E): boolean;
   /** A sampled latency of a synchronous tier-0 read, in µs (live ranking). */
   observeSync?(entry: E, us: number): void;
+  /** Expiry (ms since epoch) of `key` in a profile, if it has one (TTL); a promise when it must be read. */
+  expiresAt(entry: E, key: string): number | undefined | Promise<number | undefined>;
+  /** Writes a write-back's bytes with their expiry (or clearing an old one). */
+  store(entry: E, key: string, bytes: Uint8Array, expiresAt: number | undefined): Promise<void>;
+  /** Removes an expired value from a profile, in the background. */
+  purge(entry: E, key: string): void;
 }
 
 /** A fallback read in flight; `stale` turns true when a save or delete of the key starts. */
@@ -69,6 +75,8 @@ interface Flight {
 
 interface Found {
   profile: string;
+  /** Its expiry in that profile (carried to the write-back, so a TTL is never extended). */
+  expiresAt: number | undefined;
   /** Bytes as stored in that profile. */
   stored: Uint8Array;
   value: unknown;
@@ -147,7 +155,7 @@ export class TieredReader<E extends Entry = Entry> {
         st.misses++;
         return this.#afterFastest(key, dec, { kind: "missing" });
       }
-      return this.#decodeFastest(key, bytes, dec);
+      return this.#checkExpiry(key, bytes, dec);
     }
     return this.#readAsync(key, dec);
   }
@@ -165,7 +173,23 @@ export class TieredReader<E extends Entry = Entry> {
       if (isCallerError(err)) throw err;
       return this.#afterFastest(key, dec, { kind: "failed", error: err as Error });
     }
-    return this.#decodeFastest(key, bytes, dec);
+    return this.#checkExpiry(key, bytes, dec);
+  }
+
+  /** A tier-0 hit that has expired is a miss (and is purged in the background). */
+  #checkExpiry(key: string, bytes: Uint8Array, dec: Decoder<unknown>): Promise<Loaded> {
+    const fastest = this.#fastest;
+    const at = this.#d.expiresAt(fastest, key);
+    if (at === undefined) return this.#decodeFastest(key, bytes, dec);
+    const decide = (t: number | undefined): Promise<Loaded> => {
+      if (t === undefined || t > Date.now()) return this.#decodeFastest(key, bytes, dec);
+      this.#d.stats(fastest.name).misses++;
+      this.#d.purge(fastest, key);
+      return this.#afterFastest(key, dec, { kind: "missing" });
+    };
+    return typeof at === "number"
+      ? decide(at)
+      : at.then(decide, (err) => this.#afterFastest(key, dec, { kind: "failed", error: err }));
   }
 
   #decodeFastest(key: string, bytes: Uint8Array, dec: Decoder<unknown>): Promise<Loaded> {
@@ -276,6 +300,20 @@ export class TieredReader<E extends Entry = Entry> {
         }
         continue;
       }
+      let expiresAt: number | undefined;
+      try {
+        expiresAt = await this.#d.expiresAt(e, key);
+      } catch (err) {
+        st.failures++;
+        attempts.push([e.name, { kind: "failed", error: err as Error }]);
+        continue;
+      }
+      if (expiresAt !== undefined && expiresAt <= Date.now()) {
+        st.misses++;
+        attempts.push([e.name, { kind: "missing" }]);
+        this.#d.purge(e, key);
+        continue;
+      }
       try {
         const parsed = decodeJson(stored, { profile: e.name, key });
         let value: unknown;
@@ -287,7 +325,7 @@ export class TieredReader<E extends Entry = Entry> {
         st.fallbacks++;
         st.bytesRead += stored.length;
         this.#d.logger.debug({ profile: e.name, key }, "loaded from fallback profile");
-        return { profile: e.name, stored, value };
+        return { profile: e.name, stored, value, expiresAt };
       } catch (err) {
         attempts.push([e.name, { kind: "failed", error: err as Error }]);
       }
@@ -312,7 +350,11 @@ export class TieredReader<E extends Entry = Entry> {
           }
           const bytes = isCompressed(found.stored) ? found.stored : maybeCompress(found.stored);
           const context = { key, profile: fastest.name, from: found.profile, bytes: bytes.length };
-          await traced(writeBackChannel, context, () => fastest.op.write(key, bytes));
+          if (found.expiresAt !== undefined && found.expiresAt <= Date.now()) {
+            st.writeBacksSkipped++;
+            return;
+          }
+          await traced(writeBackChannel, context, () => this.#d.store(fastest, key, bytes, found.expiresAt));
           st.writeBacks++;
           st.bytesWritten += bytes.length;
           this.#d.logger.debug({ profile: fastest.name, key, from: found.profile }, "write-back");

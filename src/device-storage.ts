@@ -1,6 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
+import { ExpiryIndex } from "./_expiry.js";
 import { KeyedQueue } from "./_keyed-queue.js";
+import { checkConcurrency, forEachLimit } from "./_limit.js";
 import { LiveRanking, type LiveRankingOptions } from "./_live-ranking.js";
 import { type Decoder, isCallerError, TieredReader } from "./_tiered-read.js";
 import { encodeJson } from "./codec.js";
@@ -17,7 +19,8 @@ import {
 } from "./errors.js";
 import { consoleLogger, type Logger } from "./logger.js";
 import { createOperator, NATIVE_SCHEMES } from "./operators/index.js";
-import type { Operator } from "./operators/types.js";
+import { parseSize, quotaOperator } from "./operators/quota.js";
+import type { Operator, QuotaUsage } from "./operators/types.js";
 
 /** The part of `DeviceSettings` that storage needs: named profiles of string options. */
 export interface StorageSettings {
@@ -63,6 +66,8 @@ export interface ProfileEntry {
   readonly timeoutMs: number | undefined;
   /** Retries of a call that failed with a transient error (`retries`; remote schemes default to 2, native to 0). */
   readonly retries: number;
+  /** Default time to live of values saved to this profile (`ttl_ms`), if any. */
+  readonly defaultTtlMs: number | undefined;
   /** The reserved key the start-up probe used (deleted again before start-up finished). */
   readonly probeKey: string;
 }
@@ -81,6 +86,8 @@ export interface ProfileStats {
   failures: number;
   bytesRead: number;
   bytesWritten: number;
+  /** Quota usage (items, bytes, limits, evictions) where the profile has `max_size` / `max_items`. */
+  usage?: QuotaUsage;
 }
 
 /** Where a value was found by {@link DeviceStorage.loadValue}. */
@@ -92,14 +99,51 @@ export interface LoadResult<T> {
   writeBack: boolean;
 }
 
+/** What {@link DeviceStorage.cachePrefetch} did. */
+export interface PrefetchResult {
+  /** Keys copied from a slower profile into the fastest. */
+  found: number;
+  /** Keys the fastest profile already held. */
+  alreadyCached: number;
+  /** Keys no profile holds. */
+  missing: number;
+  /** Keys that could not be read or decoded, with the error. */
+  failed: { key: string; error: Error }[];
+}
+
+/** What {@link DeviceStorage.cleanupOldEntries} did in one profile. */
+export interface CleanupReport {
+  /** Values removed because they were older than the given age. */
+  removed: number;
+  /** Values removed because their TTL had passed. */
+  expired: number;
+  /** What could not be checked there, and why. */
+  skipped?: string;
+}
+
 /** Options of a save. */
 export interface SaveOptions {
   /** Write only to these profiles (default: all). */
   profiles?: readonly string[];
+  /**
+   * Time to live in ms: after it, no profile returns the value. Overrides a
+   * profile's `ttl_ms` default. The expiry is kept beside the value (never in
+   * its JSON) and carried along by write-back, so a copy never lives longer.
+   */
+  ttlMs?: number;
 }
 
 /** Profile options this layer reads itself; they are not passed to the operator. */
-const STORAGE_KEYS = new Set(["type", "speed", "timeout_ms", "retries"]);
+const STORAGE_KEYS = new Set([
+  "type",
+  "speed",
+  "timeout_ms",
+  "retries",
+  "max_size",
+  "max_items",
+  "quota_policy",
+  "ttl_ms",
+]);
 const DEFAULT_REMOTE_TIMEOUT_MS = 10_000;
 const DEFAULT_REMOTE_RETRIES = 2;
 /** Prefix of the start-up probe keys; never used by values (normalized keys have no dot first). */
@@ -129,6 +173,9 @@ export class DeviceStorage {
   #loads = 0;
   #healthCursor = 0;
   readonly #queue = new KeyedQueue();
+  readonly #expiry = new ExpiryIndex();
+  /** Background tasks other than write-backs (purges of expired values). */
+  readonly #background = new Set<Promise<void>>();
   readonly #stats = new Map<string, ProfileStats>();
   readonly #reader: TieredReader;
   /** Keys with a save or delete in progress (count of writers). */
@@ -167,6 +214,12 @@ export class DeviceStorage {
       queued: (entry, what, key, fn) => this.#queued(entry, what, key, fn),
       writeInProgress: (key) => this.#writing.has(key),
       available: (entry) => this.#live?.available(entry.name) ?? true,
+      expiresAt: (entry, key) => this.#expiry.expiresAt(entry.name, entry.op, key),
+      store: (entry, key, bytes, at) =>
+        this.#expiry.needsMeta(entry.name, key, at)
+          ? this.#expiry.write(entry.name, entry.op, key, bytes, at)
+          : entry.op.write(key, bytes),
+      purge: (entry, key) => this.#purge(entry, key),
       observeSync: this.#live ? (entry, us) => this.#live?.success(entry.name, us) : undefined,
     });
   }
@@ -279,6 +332,7 @@ export class DeviceStorage {
           op: o.op,
           timeoutMs: o.timeoutMs,
           retries: o.retries,
+          defaultTtlMs: o.defaultTtlMs,
           probeKey,
           measuredSpeed: measured,
           speed: o.speedOverride ?? measured,
@@ -300,7 +354,9 @@ export class DeviceStorage {
       "storage profiles ranked",
     );
     const fixed = new Set(opened.filter((o) => o.speedOverride !== undefined).map((o) => o.name));
-    return new DeviceStorage(entries, errors, logger, options, fixed);
+    const storage = new DeviceStorage(entries, errors, logger, options, fixed);
+    await storage.#expiry.init(entries);
+    return storage;
   }
 
   /**
@@ -372,7 +428,7 @@ export class DeviceStorage {
   async saveValue(key: string, value: unknown, options: SaveOptions = {}): Promise<void> {
     const targets = this.#targets(options.profiles);
     const bytes = encodeJson(value, { key });
-    await this.#writeAll(key, targets, "write", (op) => op.write(key, bytes), bytes.length);
+    await this.#writeBytes(key, targets, bytes, options.ttlMs);
   }
 
   /**
@@ -381,7 +437,29 @@ export class DeviceStorage {
    */
   async saveBytes(key: string, bytes: Uint8Array, options: SaveOptions = {}): Promise<void> {
     const targets = this.#targets(options.profiles);
-    await this.#writeAll(key, targets, "write", (op) => op.write(key, bytes), bytes.length);
+    await this.#writeBytes(key, targets, bytes, options.ttlMs);
+  }
+
+  #writeBytes(key: string, targets: readonly ProfileEntry[], bytes: Uint8Array, ttlMs: number | undefined) {
+    if (ttlMs !== undefined && (typeof ttlMs !== "number" || !(ttlMs > 0))) {
+      throw new PersistenceError(`Expected \`ttlMs\` to be a positive number of milliseconds, got ${String(ttlMs)}`, {
+        key,
+      });
+    }
+    const now = Date.now();
+    return this.#writeAll(
+      key,
+      targets,
+      "write",
+      (e) => {
+        const ttl = ttlMs ?? e.defaultTtlMs;
+        const at = ttl === undefined ? undefined : now + ttl;
+        return this.#expiry.needsMeta(e.name, key, at)
+          ? this.#expiry.write(e.name, e.op, key, bytes, at)
+          : e.op.write(key, bytes);
+      },
+      bytes.length,
+    );
   }
 
   /**
@@ -389,7 +467,14 @@ export class DeviceStorage {
    * @throws PartialWriteError if any delete failed.
    */
   async deleteValue(key: string, options: SaveOptions = {}): Promise<void> {
-    await this.#writeAll(key, this.#targets(options.profiles), "delete", (op) => op.delete(key), 0);
+    await this.#writeAll(
+      key,
+      this.#targets(options.profiles),
+      "delete",
+      (e) =>
+        this.#expiry.needsMeta(e.name, key, undefined) ? this.#expiry.delete(e.name, e.op, key) : e.op.delete(key),
+      0,
+    );
   }
 
   /**
@@ -439,6 +524,93 @@ export class DeviceStorage {
   }
 
   /**
+   * Loads `keys` from the slower profiles into the fastest (cache warm-up),
+   * at most `concurrency` at a time, and waits for the copies to land. Values
+   * must decode as JSON; each key is counted once.
+   * @example
+   * const r = await storage.cachePrefetch(["document_a.json", "document_b.json"]);
+   * // { found: 1, alreadyCached: 1, missing: 0, failed: [] }
+   */
+  async cachePrefetch(keys: readonly string[], options: { concurrency?: number } = {}): Promise<PrefetchResult> {
+    this.#checkOpen();
+    const concurrency = checkConcurrency(options.concurrency ?? 16);
+    if (!Array.isArray(keys)) throw new PersistenceError("Expected `keys` to be an array of strings");
+    const result: PrefetchResult = { found: 0, alreadyCached: 0, missing: 0, failed: [] };
+    await forEachLimit([...new Set(keys)], concurrency, async (key) => {
+      try {
+        const r = await this.#reader.load(key);
+        if (r.profile === this.fastestProfile && !r.writeBack) result.alreadyCached++;
+        else result.found++;
+      } catch (err) {
+        if (err instanceof NotFoundError) result.missing++;
+        else if (err instanceof PersistenceError && err.code === "E_CLOSED") throw err;
+        else result.failed.push({ key, error: err as Error });
+      }
+    });
+    await this.flush();
+    return result;
+  }
+
+  /**
+   * Removes entries older than `ttlMs` from every profile that can tell a
+   * value's age (it lists keys and reports modification times), and every
+   * value whose TTL has passed. Says, per profile, what it removed and what
+   * it could not check.
+   * @example
+   * const report = await storage.cleanupOldEntries(7 * 24 * 3600_000);
+   * // { memory: { removed: 3, expired: 1 }, sqlite: { removed: 0, expired: 1, skipped: "cannot tell age: ..." } }
+   */
+  async cleanupOldEntries(ttlMs: number): Promise<Record<string, CleanupReport>> {
+    this.#checkOpen();
+    if (typeof ttlMs !== "number" || !(ttlMs >= 0)) {
+      throw new PersistenceError(
+        `Expected \`ttlMs\` to be a non-negative number of milliseconds, got ${String(ttlMs)}`,
+      );
+    }
+    const now = Date.now();
+    const report: Record<string, CleanupReport> = {};
+    await Promise.all(
+      this.#ranked.map(async (e) => {
+        const r: CleanupReport = { removed: 0, expired: 0 };
+        report[e.name] = r;
+        const remove = (key: string) =>
+          this.#writeAll(key, [e], "delete", (x) => this.#expiry.delete(x.name, x.op, key), 0);
+        for (const key of this.#expiry.expired(e.name, now)) {
+          await remove(key);
+          r.expired++;
+        }
+        const why: string[] = [];
+        if (!this.#expiry.complete(e.name)) why.push("TTL metadata cannot be enumerated (the backend cannot list)");
+        if (!e.op.capabilities.list) why.push(`cannot tell age: ${e.scheme} cannot list its keys`);
+        else if (!e.op.capabilities.lastModified) why.push(`cannot tell age: ${e.scheme} keeps no modification time`);
+        else {
+          for (const key of await e.op.list()) {
+            if (key.startsWith(".terraphim-")) continue;
+            const st = await e.op.stat(key).catch(() => undefined);
+            if (st?.lastModified && now - st.lastModified.getTime() > ttlMs) {
+              await remove(key);
+              r.removed++;
+            }
+          }
+        }
+        if (why.length) r.skipped = why.join("; ");
+      }),
+    );
+    return report;
+  }
+
+  /** An expired value seen by a load: removed from that profile in the background, unless rewritten meanwhile. */
+  #purge(entry: ProfileEntry, key: string): void {
+    const task = this.#queued(entry, "purge", key, async () => {
+      const at = await this.#expiry.expiresAt(entry.name, entry.op, key);
+      if (at !== undefined && at <= Date.now()) await this.#expiry.delete(entry.name, entry.op, key);
+    })
+      .catch((err) => this.logger.debug({ profile: entry.name, key, err }, "purge of an expired value failed"))
+      .finally(() => this.#background.delete(task));
+    this.#background.add(task);
+  }
+
+  /**
    * Every 32 loads, one profile other than the fastest answers a cheap
    * `exists` in the background, so a demoted or tripped profile's latency
    * stays known and it can win its place back when it recovers.
@@ -460,13 +632,19 @@ export class DeviceStorage {
   }
 
   /** Resolves when every background write-back scheduled so far has finished (for tests and shutdown). */
-  flush(): Promise<void> {
-    return this.#reader.flush();
+  async flush(): Promise<void> {
+    await this.#reader.flush();
+    while (this.#background.size > 0) await Promise.allSettled([...this.#background]);
   }
 
-  /** Counters per profile. */
+  /** Counters per profile, with quota usage where a quota is set. */
   stats(): Record<string, ProfileStats> {
-    return Object.fromEntries([...this.#stats].map(([k, v]) => [k, { ...v }]));
+    return Object.fromEntries(
+      [...this.#stats].map(([k, v]) => {
+        const usage = this.#ops.get(k)?.op.usage?.();
+        return [k, usage ? { ...v, usage } : { ...v }];
+      }),
+    );
   }
 
   /** Waits for background work, then closes every profile (file handles, locks, sockets). Idempotent. */
@@ -501,7 +679,7 @@ export class DeviceStorage {
     key: string,
     targets: readonly ProfileEntry[],
     what: "write" | "delete",
-    fn: (op: Operator) => Promise<void>,
+    fn: (entry: ProfileEntry) => Promise<void>,
     size: number,
   ): Promise<void> {
     if (!saveChannel.hasSubscribers) return this.#writeAllUntraced(key, targets, what, fn, size);
@@ -513,14 +691,14 @@ export class DeviceStorage {
     key: string,
     targets: readonly ProfileEntry[],
     what: "write" | "delete",
-    fn: (op: Operator) => Promise<void>,
+    fn: (entry: ProfileEntry) => Promise<void>,
     size: number,
   ): Promise<void> {
     // Any write-back whose read began before this write must not land after it.
     this.#reader.invalidate(key);
     this.#writing.set(key, (this.#writing.get(key) ?? 0) + 1);
     try {
-      const settled = await Promise.allSettled(targets.map((e) => this.#queued(e, what, key, () => fn(e.op))));
+      const settled = await Promise.allSettled(targets.map((e) => this.#queued(e, what, key, () => fn(e))));
       const outcomes: ProfileOutcome[] = settled.map((r, i) => {
         const profile = targets[i]!.name;
         const st = this.#stats.get(profile)!;
@@ -645,6 +823,7 @@ interface OpenedProfile {
   speedOverride: number | undefined;
   timeoutMs: number | undefined;
   retries: number;
+  defaultTtlMs?: number | undefined;
 }
 
 async function openProfile(name: string, profile: Readonly<Record<string, string>>): Promise<OpenedProfile> {
@@ -665,8 +844,25 @@ async function openProfile(name: string, profile: Readonly<Record<string, string
   }
   const options: Record<string, string> = {};
   for (const [k, v] of Object.entries(profile)) if (!STORAGE_KEYS.has(k)) options[k] = v;
-  const op = await createOperator(scheme, options, { profile: name });
-  return { name, scheme: op.scheme, op, speedOverride, timeoutMs, retries };
+  const maxSize = profile.max_size?.trim() ? parseSize(profile.max_size, `profiles.${name}.max_size`) : undefined;
+  const maxItems = parseNumberOption(name, "max_items", profile.max_items, 0);
+  const policy = profile.quota_policy?.trim();
+  if (policy !== undefined && policy !== "lru" && policy !== "reject") {
+    throw new ProfileError(`profiles.${name}.quota_policy: expected "lru" or "reject", got ${JSON.stringify(policy)}`, {
+      profile: name,
+    });
+  }
+  const defaultTtlMs = parseNumberOption(name, "ttl_ms", profile.ttl_ms, 1);
+  let op = await createOperator(scheme, options, { profile: name });
+  if (maxSize !== undefined || maxItems !== undefined) {
+    try {
+      op = await quotaOperator(op, { maxSize, maxItems, policy, profile: name });
+    } catch (err) {
+      await op.close().catch(() => {});
+      throw err;
+    }
+  }
+  return { name, scheme: op.scheme, op, speedOverride, timeoutMs, retries, defaultTtlMs };
 }
 
 /**

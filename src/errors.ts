@@ -21,7 +21,8 @@ export type ErrorCode =
   | "E_PARTIAL_WRITE"
   | "E_LOCKED"
   | "E_TIMEOUT"
-  | "E_CLOSED";
+  | "E_CLOSED"
+  | "E_QUOTA";
 
 /** Context attached to an error. */
 export interface ErrorContext {
@@ -130,6 +131,13 @@ export class TimeoutError extends BackendError {
 export class ClosedError extends PersistenceError {
   constructor(message: string, context: ErrorContext = {}) {
     super(message, context, "E_CLOSED");
+  }
+}
+
+/** A write would take a profile over its `max_size` / `max_items` quota (durable profiles refuse, they never evict). */
+export class QuotaExceededError extends PersistenceError {
+  constructor(message: string, context: ErrorContext = {}) {
+    super(message, context, "E_QUOTA");
   }
 }
 

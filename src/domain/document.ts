@@ -9,7 +9,9 @@
  *
  * @module
  */
+
 import type { StandardSchemaV1 } from "@standard-schema/spec";
+import { checkConcurrency, forEachLimit } from "../_limit.js";
 import { DeviceStorage } from "../device-storage.js";
 import { NotFoundError, PersistenceError } from "../errors.js";
 import { Persistable } from "../persistable.js";
@@ -426,10 +428,7 @@ export async function loadDocumentsByIds(
   ids: readonly string[],
   options: LoadDocumentsOptions = {},
 ): Promise<LoadDocumentsResult> {
-  const concurrency = options.concurrency ?? 16;
-  if (!Number.isInteger(concurrency) || concurrency < 1) {
-    throw new PersistenceError(`Expected \`concurrency\` to be a positive integer, got ${String(concurrency)}`);
-  }
+  const concurrency = checkConcurrency(options.concurrency ?? 16);
   if (!Array.isArray(ids))
     throw new PersistenceError(`Expected \`ids\` to be an array of strings, got ${describeJson(ids)}`);
   ids.forEach((id, i) => {
@@ -441,29 +440,20 @@ export async function loadDocumentsByIds(
 
   type Outcome = { kind: "found"; doc: Document } | { kind: "missing" } | { kind: "failed"; error: Error };
   const outcomes = new Array<Outcome>(ids.length);
-  let next = 0;
-  // A fixed pool of workers taking the next index: never more than `concurrency` loads in flight.
-  const worker = async (): Promise<void> => {
-    while (next < ids.length) {
-      const i = next++;
-      const id = ids[i]!;
-      try {
-        outcomes[i] = { kind: "found", doc: await new Document(id).withStorage(storage).load() };
-      } catch (err) {
-        if (err instanceof NotFoundError) outcomes[i] = { kind: "missing" };
-        else if (err instanceof PersistenceError && err.code === "E_CLOSED") {
-          // The storage itself is unusable: not a per-document outcome.
-          next = ids.length;
-          throw err;
-        } else {
-          const error = err instanceof Error ? err : new PersistenceError(String(err), { cause: err });
-          storage.logger.warn({ id, err: error }, "could not load document");
-          outcomes[i] = { kind: "failed", error };
-        }
+  await forEachLimit(ids, concurrency, async (id, i) => {
+    try {
+      outcomes[i] = { kind: "found", doc: await new Document(id).withStorage(storage).load() };
+    } catch (err) {
+      if (err instanceof NotFoundError) outcomes[i] = { kind: "missing" };
+      // The storage itself is unusable: not a per-document outcome.
+      else if (err instanceof PersistenceError && err.code === "E_CLOSED") throw err;
+      else {
+        const error = err instanceof Error ? err : new PersistenceError(String(err), { cause: err });
+        storage.logger.warn({ id, err: error }, "could not load document");
+        outcomes[i] = { kind: "failed", error };
       }
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, ids.length) }, worker));
+  });
 
   const result: LoadDocumentsResult = { documents: [], missing: [], failed: [] };
   outcomes.forEach((o, i) => {

@@ -55,6 +55,20 @@ export interface Operator {
   list(prefix?: string): Promise<string[]>;
   /** Releases the backend (file handles, locks, sockets). Further calls throw `ClosedError`. */
   close(): Promise<void>;
+  /** Current usage against a quota, where one is enforced (see `quotaOperator`). */
+  usage?(): QuotaUsage;
+}
+
+/** Usage of a profile with a quota. */
+export interface QuotaUsage {
+  items: number;
+  bytes: number;
+  maxItems: number | undefined;
+  maxSize: number | undefined;
+  /** `lru` evicts least-recently-used entries; `reject` refuses the write. */
+  policy: "lru" | "reject";
+  /** Entries evicted so far (lru). */
+  evictions: number;
 }
 
 /** Options of a profile: the string values of a `[profiles.<name>]` table. */

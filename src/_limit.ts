@@ -1,0 +1,34 @@
+import { PersistenceError } from "./errors.js";
+
+/** Checks a `concurrency` option: a positive integer. */
+export function checkConcurrency(concurrency: unknown): number {
+  if (typeof concurrency !== "number" || !Number.isInteger(concurrency) || concurrency < 1) {
+    throw new PersistenceError(`Expected \`concurrency\` to be a positive integer, got ${String(concurrency)}`);
+  }
+  return concurrency;
+}
+
+/**
+ * Calls `fn` for every item with at most `concurrency` calls in flight (a fixed
+ * pool of workers taking the next index). A rejection of `fn` stops the
+ * workers and rejects; handle per-item failures inside `fn`.
+ */
+export async function forEachLimit<T>(
+  items: readonly T[],
+  concurrency: number,
+  fn: (item: T, index: number) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      try {
+        await fn(items[i]!, i);
+      } catch (err) {
+        next = items.length;
+        throw err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+}

@@ -1,0 +1,164 @@
+import { ProfileError, QuotaExceededError } from "../errors.js";
+import { toBytes } from "./_shared.js";
+import type { Operator, QuotaUsage } from "./types.js";
+
+/** Options of {@link quotaOperator}. */
+export interface QuotaOptions {
+  /** Largest total of stored bytes. */
+  maxSize?: number | undefined;
+  /** Largest number of keys. */
+  maxItems?: number | undefined;
+  /**
+   * `lru`: evict least-recently-used entries to make room (for caches);
+   * `reject`: refuse the write with `QuotaExceededError` (for durable stores).
+   * @default "lru" when the operator is not durable, else "reject"
+   */
+  policy?: "lru" | "reject";
+  /** Profile name for messages. */
+  profile?: string;
+}
+
+/** Keys this library reserves (probes, metadata): never counted, never evicted. */
+const RESERVED = ".terraphim-";
+
+/**
+ * Enforces a size and/or item quota on an operator. Existing content is
+ * counted at start (the operator must be able to list when it holds data).
+ * Usage is tracked in this process: writes by other processes are not seen.
+ */
+export async function quotaOperator(inner: Operator, options: QuotaOptions): Promise<Operator> {
+  const profile = options.profile ?? inner.scheme;
+  const { maxSize, maxItems } = options;
+  const policy = options.policy ?? (inner.capabilities.durable ? "reject" : "lru");
+  // Key -> stored size, in recency order (least recently used first).
+  const sizes = new Map<string, number>();
+  let bytes = 0;
+  let evictions = 0;
+  if (inner.capabilities.list) {
+    for (const key of await inner.list()) {
+      if (key.startsWith(RESERVED)) continue;
+      const { contentLength } = await inner.stat(key);
+      sizes.set(key, contentLength);
+      bytes += contentLength;
+    }
+  } else if (inner.capabilities.durable || inner.capabilities.shared) {
+    throw new ProfileError(
+      `profiles.${profile}: a quota (max_size / max_items) needs a backend that can list its keys to count what it holds; ${inner.scheme} cannot`,
+      { profile },
+    );
+  }
+
+  const touch = (key: string) => {
+    const n = sizes.get(key);
+    if (n !== undefined) {
+      sizes.delete(key);
+      sizes.set(key, n);
+    }
+  };
+  const over = (extraBytes: number, extraItems: number) =>
+    (maxSize !== undefined && bytes + extraBytes > maxSize) ||
+    (maxItems !== undefined && sizes.size + extraItems > maxItems);
+  const describe = () =>
+    [
+      maxSize !== undefined ? `${bytes}/${maxSize} bytes` : "",
+      maxItems !== undefined ? `${sizes.size}/${maxItems} items` : "",
+    ]
+      .filter(Boolean)
+      .join(", ");
+
+  const self: Operator = {
+    scheme: inner.scheme,
+    capabilities: inner.capabilities,
+    async read(key) {
+      const v = await inner.read(key);
+      touch(key);
+      return v;
+    },
+    async write(key, data) {
+      if (key.startsWith(RESERVED)) return inner.write(key, data);
+      const size = toBytes(data).length;
+      const old = sizes.get(key);
+      if ((maxSize !== undefined && size > maxSize) || maxItems === 0) {
+        throw new QuotaExceededError(
+          `Value of "${key}" (${size} bytes) can never fit the quota of profile "${profile}" (${describe()})`,
+          {
+            profile,
+            key,
+          },
+        );
+      }
+      // Count as if the old value were gone; reserve before awaiting so concurrent writes see it.
+      if (old !== undefined) {
+        sizes.delete(key);
+        bytes -= old;
+      }
+      const victims: [string, number][] = [];
+      if (policy === "reject") {
+        if (over(size, 1)) {
+          if (old !== undefined) {
+            sizes.set(key, old);
+            bytes += old;
+          }
+          throw new QuotaExceededError(
+            `Write of "${key}" (${size} bytes) refused: profile "${profile}" is at its quota (${describe()})`,
+            { profile, key },
+          );
+        }
+      } else {
+        for (const [k, n] of sizes) {
+          if (!over(size, 1)) break;
+          victims.push([k, n]);
+          sizes.delete(k);
+          bytes -= n;
+        }
+      }
+      sizes.set(key, size);
+      bytes += size;
+      try {
+        for (const [k] of victims) await inner.delete(k);
+        evictions += victims.length;
+        await inner.write(key, data);
+      } catch (err) {
+        // The write failed: the store holds the old value (if any), and evicted entries may be gone.
+        sizes.delete(key);
+        bytes -= size;
+        if (old !== undefined && (await inner.exists(key).catch(() => false))) {
+          sizes.set(key, old);
+          bytes += old;
+        }
+        throw err;
+      }
+    },
+    stat: (key) => inner.stat(key),
+    async delete(key) {
+      await inner.delete(key);
+      const n = sizes.get(key);
+      if (n !== undefined) {
+        sizes.delete(key);
+        bytes -= n;
+      }
+    },
+    exists: (key) => inner.exists(key),
+    list: (prefix) => inner.list(prefix),
+    close: () => inner.close(),
+    usage: () => ({ items: sizes.size, bytes, maxItems, maxSize, policy, evictions }),
+  };
+  if (inner.readSync) {
+    const readSync = inner.readSync.bind(inner);
+    self.readSync = (key) => {
+      const v = readSync(key);
+      if (v !== undefined) touch(key);
+      return v;
+    };
+  }
+  return self;
+}
+
+/** Parses a size like `1048576`, `64KiB`, `10MB`, `1 GiB` into bytes. */
+export function parseSize(text: string, where: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$/i.exec(text);
+  if (!m)
+    throw new ProfileError(`${where}: expected a size such as 1048576, 64KiB or 10MB, got ${JSON.stringify(text)}`);
+  const unit = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2]!.toLowerCase() as "" | "k"]!;
+  return Math.floor(Number(m[1]) * unit);
+}
