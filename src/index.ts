@@ -10,6 +10,7 @@
  * const back = await new Document("my-doc").withStorage(storage).load();
  */
 
+export type { LiveRankingOptions } from "./_live-ranking.js";
 export type { Decoder } from "./_tiered-read.js";
 export {
   COMPRESSION_LEVEL,
@@ -24,10 +25,12 @@ export {
   ZSTD_MAGIC,
 } from "./codec.js";
 export {
+  type CleanupReport,
   DeviceStorage,
   type DeviceStorageOptions,
   type LoadResult,
   PROBE_KEY_PREFIX,
+  type PrefetchResult,
   type ProfileEntry,
   type ProfileStats,
   type SaveOptions,
@@ -42,7 +45,8 @@ export { type ChaosCalls, type ChaosFaults, type ChaosOperator, chaosOperator } 
 export { type FsOperatorOptions, fsOperator } from "./operators/fs.js";
 export { type CreateOperatorContext, createOperator, NATIVE_SCHEMES } from "./operators/index.js";
 export { type MemoryOperatorOptions, memoryOperator } from "./operators/memory.js";
+export { parseSize, type QuotaOptions, quotaOperator } from "./operators/quota.js";
 export { type SqliteOperatorOptions, sqliteOperator } from "./operators/sqlite.js";
-export type { Operator, OperatorCapabilities, OperatorOptions, StatResult } from "./operators/types.js";
+export type { Operator, OperatorCapabilities, OperatorOptions, QuotaUsage, StatResult } from "./operators/types.js";
 export { Persistable, type PersistableClass, schemaDecoder } from "./persistable.js";
 export * from "./settings/index.js";

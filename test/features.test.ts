@@ -13,6 +13,7 @@ import { NotFoundError, PartialWriteError, ProfileError, QuotaExceededError } fr
 import { silentLogger } from "../src/logger.js";
 import { chaosOperator } from "../src/operators/chaos.js";
 import { createOperator } from "../src/operators/index.js";
+import { requireServer } from "./helpers/servers.js";
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -174,6 +175,22 @@ describe("quotas", () => {
     expect(c.profileErrors.get("bad2")!.message).toMatch(/profiles\.bad2\.quota_policy/);
     expect(c.profileErrors.get("redb")).toBeInstanceOf(ProfileError);
     expect(c.profileErrors.get("redb")!.message).toMatch(/needs a backend that can list/);
+  });
+
+  it("a redis cache profile with an LRU quota evicts what this process wrote", async () => {
+    if (!(await requireServer("redis", "127.0.0.1", 6379))) return;
+    const root = `/tp-quota-${process.pid}-${Date.now()}/`;
+    const s = await make({
+      redis: { type: "redis", endpoint: "tcp://127.0.0.1:6379", root, max_items: "3", quota_policy: "lru", speed: "1" },
+      sqlite: { type: "sqlite", datadir: tempDir(), speed: "2" },
+    });
+    for (let i = 0; i < 6; i++) await s.saveValue(`r${i}.json`, { i });
+    const redis = s.ops.get("redis")!.op;
+    const present = [];
+    for (let i = 0; i < 6; i++) if (await redis.exists(`r${i}.json`)) present.push(i);
+    expect(present).toEqual([3, 4, 5]);
+    expect(s.stats().redis!.usage).toMatchObject({ items: 3, evictions: 3, policy: "lru" });
+    for (let i = 3; i < 6; i++) await s.deleteValue(`r${i}.json`);
   });
 });
 

@@ -23,8 +23,9 @@ const RESERVED = ".terraphim-";
 
 /**
  * Enforces a size and/or item quota on an operator. Existing content is
- * counted at start (the operator must be able to list when it holds data).
- * Usage is tracked in this process: writes by other processes are not seen.
+ * counted at start where the operator can list; an `lru` quota on one that
+ * cannot (redis) counts from start-up. Usage is tracked in this process:
+ * writes by other processes are not seen.
  */
 export async function quotaOperator(inner: Operator, options: QuotaOptions): Promise<Operator> {
   const profile = options.profile ?? inner.scheme;
@@ -41,9 +42,9 @@ export async function quotaOperator(inner: Operator, options: QuotaOptions): Pro
       sizes.set(key, contentLength);
       bytes += contentLength;
     }
-  } else if (inner.capabilities.durable || inner.capabilities.shared) {
+  } else if (policy === "reject" && (inner.capabilities.durable || inner.capabilities.shared)) {
     throw new ProfileError(
-      `profiles.${profile}: a quota (max_size / max_items) needs a backend that can list its keys to count what it holds; ${inner.scheme} cannot`,
+      `profiles.${profile}: a rejecting quota (max_size / max_items) needs a backend that can list its keys to count what it holds; ${inner.scheme} cannot (with quota_policy = "lru" it counts what this process writes)`,
       { profile },
     );
   }
