@@ -8,6 +8,7 @@
 
 import { performance } from "node:perf_hooks";
 import { decodeJson, isCompressed, maybeCompress } from "./codec.js";
+import type { ProfileStats } from "./device-storage.js";
 import { traced, writeBackChannel } from "./diagnostics.js";
 import { BackendError, DeserializeError, NotFoundError, PersistenceError } from "./errors.js";
 import type { Logger } from "./logger.js";
@@ -25,16 +26,7 @@ interface Entry {
   readonly op: Operator;
 }
 
-interface Stats {
-  hits: number;
-  misses: number;
-  fallbacks: number;
-  writeBacks: number;
-  writeBacksSkipped: number;
-  failures: number;
-  bytesRead: number;
-  bytesWritten: number;
-}
+type Stats = Omit<ProfileStats, "usage">;
 
 /** What a load resolves to. */
 export interface Loaded {
