@@ -7,9 +7,9 @@
  */
 
 import { performance } from "node:perf_hooks";
+import { traced, writeBackChannel } from "./_channels.js";
 import { decodeJson, isCompressed, maybeCompress } from "./codec.js";
 import type { ProfileStats } from "./device-storage.js";
-import { traced, writeBackChannel } from "./diagnostics.js";
 import { BackendError, DeserializeError, NotFoundError, PersistenceError } from "./errors.js";
 import type { Logger } from "./logger.js";
 import type { Operator } from "./operators/types.js";

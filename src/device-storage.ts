@@ -1,12 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
+import { loadChannel, probeChannel, saveChannel, traced } from "./_channels.js";
 import { ExpiryIndex } from "./_expiry.js";
 import { KeyedQueue } from "./_keyed-queue.js";
 import { checkConcurrency, forEachLimit } from "./_limit.js";
 import { LiveRanking, type LiveRankingOptions } from "./_live-ranking.js";
 import { type Decoder, isCallerError, TieredReader } from "./_tiered-read.js";
 import { encodeJson } from "./codec.js";
-import { loadChannel, probeChannel, saveChannel, traced } from "./diagnostics.js";
 import {
   BackendError,
   NoOperatorError,

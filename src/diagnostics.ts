@@ -14,29 +14,13 @@
  *
  * @example
  * import { tracingChannel } from "node:diagnostics_channel";
- * tracingChannel("terraphim-persistence:load").subscribe({
+ * tracingChannel(CHANNELS.load).subscribe({
  *   asyncEnd: (ctx) => console.log(ctx.key, "served by", ctx.result.profile),
  * });
  */
-import { tracingChannel } from "node:diagnostics_channel";
-
 export const CHANNELS = {
   load: "terraphim-persistence:load",
   save: "terraphim-persistence:save",
   writeBack: "terraphim-persistence:write-back",
   probe: "terraphim-persistence:probe",
 } as const;
-
-export const loadChannel = tracingChannel(CHANNELS.load);
-export const saveChannel = tracingChannel(CHANNELS.save);
-export const writeBackChannel = tracingChannel(CHANNELS.writeBack);
-export const probeChannel = tracingChannel(CHANNELS.probe);
-
-/** Runs `fn` traced on `channel` when someone listens, else plainly. */
-export function traced<T>(
-  channel: ReturnType<typeof tracingChannel>,
-  context: Record<string, unknown>,
-  fn: () => Promise<T>,
-): Promise<T> {
-  return channel.hasSubscribers ? channel.tracePromise(fn, context) : fn();
-}

@@ -1,0 +1,98 @@
+/** `profiles`: the configured profiles in speed order, with what each can do or why it was left out. */
+import type { Command } from "commander";
+import { NoOperatorError } from "../errors.js";
+import { silentLogger } from "../logger.js";
+import type { OperatorCapabilities } from "../operators/types.js";
+import { formatCapabilities, formatMicros, formatOptions, redactOptions, table } from "./_format.js";
+import { action, allProfileNames, errorJson, openStorage, readSettings, withStorage } from "./_run.js";
+
+/** One row of `profiles --json`. */
+export interface ProfileRow {
+  name: string;
+  scheme: string;
+  /** 1 = fastest; absent for a profile left out. */
+  rank?: number;
+  status: "ok" | "error";
+  /** Rank value in µs (measured, or the `speed` override). */
+  speed?: number;
+  /** Measured median probe read in µs. */
+  measuredSpeed?: number;
+  timeoutMs?: number;
+  capabilities?: OperatorCapabilities;
+  /** Options as configured, secrets replaced by `***`. */
+  options: Record<string, string>;
+  error?: { code: string; message: string };
+}
+
+export function registerProfiles(program: Command): void {
+  program
+    .command("profiles")
+    .description("list the profiles in speed order: scheme, measured speed, capabilities, and why any was left out")
+    .action(
+      action(async (output, options) => {
+        const settings = await readSettings(options, output);
+        const optionsOf = (name: string) =>
+          redactOptions(settings.profiles[name] ?? Object.fromEntries([["type", "(unresolved)"]]));
+        let rows: ProfileRow[];
+        try {
+          rows = await withStorage(await openStorage(settings, undefined, silentLogger), async (storage) => {
+            const ok: ProfileRow[] = storage.ranked.map((e, i) => ({
+              name: e.name,
+              scheme: e.scheme,
+              rank: i + 1,
+              status: "ok",
+              speed: round(e.speed),
+              measuredSpeed: round(e.measuredSpeed),
+              ...(e.timeoutMs === undefined ? {} : { timeoutMs: e.timeoutMs }),
+              capabilities: { ...e.op.capabilities },
+              options: optionsOf(e.name),
+            }));
+            const failed: ProfileRow[] = [...storage.profileErrors].map(([name, err]) => ({
+              name,
+              scheme: settings.profiles[name]?.type ?? "?",
+              status: "error",
+              options: optionsOf(name),
+              error: errorJson(err),
+            }));
+            return [...ok, ...failed];
+          });
+        } catch (err) {
+          if (!(err instanceof NoOperatorError)) throw err;
+          // Nothing opened: still one row per profile, each with the whole reason.
+          rows = allProfileNames(settings).map((name) => ({
+            name,
+            scheme: settings.profiles[name]?.type ?? "?",
+            status: "error",
+            options: optionsOf(name),
+            error: errorJson(settings.profileErrors?.[name] ?? err),
+          }));
+        }
+        output.result({ settings: settings.source ?? null, profiles: rows }, () => [
+          `settings: ${settings.source ?? "(built-in defaults)"}`,
+          ...table(
+            ["#", "profile", "scheme", "speed", "capabilities", "status", "options"],
+            rows.map((r) => [
+              r.rank === undefined ? "-" : String(r.rank),
+              r.name,
+              r.scheme,
+              r.measuredSpeed === undefined ? "-" : speedText(r),
+              r.capabilities ? formatCapabilities(r.capabilities) : "-",
+              r.status === "ok" ? (r.rank === 1 ? "ok (fastest)" : "ok") : "left out",
+              formatOptions(r.options),
+            ]),
+          ),
+          ...rows.filter((r) => r.error).map((r) => `left out: ${r.name}: ${r.error?.message ?? ""}`),
+        ]);
+        return rows.some((r) => r.status === "ok") ? 0 : 1;
+      }),
+    );
+}
+
+function speedText(r: ProfileRow): string {
+  const measured = formatMicros(r.measuredSpeed ?? 0);
+  return r.speed !== undefined && r.speed !== r.measuredSpeed ? `${measured} (rank ${r.speed})` : measured;
+}
+
+function round(n: number): number {
+  return Math.round(n * 10) / 10;
+}
