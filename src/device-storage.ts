@@ -17,6 +17,7 @@ import {
   type ProfileOutcome,
   TimeoutError,
 } from "./errors.js";
+import { validateKey } from "./keys.js";
 import { consoleLogger, type Logger } from "./logger.js";
 import { createOperator, NATIVE_SCHEMES } from "./operators/index.js";
 import { parseSize, quotaOperator } from "./operators/quota.js";
@@ -28,6 +29,8 @@ export interface StorageSettings {
   profiles: Readonly<Record<string, Readonly<Record<string, string>>>>;
   /** Profiles the settings layer could not resolve; reported as failed profiles. */
   profileErrors?: Readonly<Record<string, Error>> | undefined;
+  /** Findings of the settings layer (a world-readable file holding secrets, ...), logged at warn. */
+  warnings?: readonly string[] | undefined;
 }
 
 /** Options of {@link DeviceStorage.fromSettings}. */
@@ -146,6 +149,7 @@ const STORAGE_KEYS = new Set([
 ]);
 const DEFAULT_REMOTE_TIMEOUT_MS = 10_000;
 const DEFAULT_REMOTE_RETRIES = 2;
+const RESET_AFTER_TIMEOUTS = 3;
 /** Prefix of the start-up probe keys; never used by values (normalized keys have no dot first). */
 export const PROBE_KEY_PREFIX = ".terraphim-probe-";
 
@@ -174,6 +178,10 @@ export class DeviceStorage {
   #healthCursor = 0;
   readonly #queue = new KeyedQueue();
   readonly #expiry = new ExpiryIndex();
+  /** Keys of a profile with a timed-out write still in flight, and the newest write started since. */
+  readonly #late = new Map<string, { stuck: number; newest: (() => Promise<unknown>) | undefined }>();
+  /** Consecutive timeouts per profile (reset of the client after a few). */
+  readonly #timeouts = new Map<string, number>();
   /** Background tasks other than write-backs (purges of expired values). */
   readonly #background = new Set<Promise<void>>();
   readonly #stats = new Map<string, ProfileStats>();
@@ -258,6 +266,7 @@ export class DeviceStorage {
     const logger = options.logger ?? consoleLogger();
     const probeReads = Math.max(1, options.probeReads ?? 7);
     const errors = new Map<string, PersistenceError>();
+    for (const warning of settings.warnings ?? []) logger.warn(warning);
     for (const [name, err] of Object.entries(settings.profileErrors ?? {})) {
       errors.set(name, asProfileError(name, err));
     }
@@ -320,11 +329,27 @@ export class DeviceStorage {
     options: DeviceStorageOptions,
   ): Promise<DeviceStorage> {
     const entries: ProfileEntry[] = [];
-    for (const o of opened) {
-      try {
+    // Reach every profile at once (write the probe key, read it back), so dead or hung
+    // servers cost one time limit in all; then time the survivors one at a time.
+    const reached = await Promise.all(
+      opened.map(async (o) => {
         const probeKey = `${PROBE_KEY_PREFIX}${process.pid}-${randomBytes(6).toString("hex")}`;
+        try {
+          await probeReach(o.op, probeKey, o.timeoutMs, o.name);
+          return { o, probeKey };
+        } catch (err) {
+          errors.set(o.name, asProfileError(o.name, err, "failed its start-up probe"));
+          await o.op.close().catch(() => {});
+          return undefined;
+        }
+      }),
+    );
+    for (const r of reached) {
+      if (!r) continue;
+      const { o, probeKey } = r;
+      try {
         const measured = await traced(probeChannel, { profile: o.name, scheme: o.scheme }, () =>
-          probe(o.op, probeKey, o.timeoutMs, probeReads, o.name),
+          probeTime(o.op, probeKey, o.timeoutMs, probeReads, o.name),
         );
         entries.push({
           name: o.name,
@@ -426,6 +451,7 @@ export class DeviceStorage {
    * @throws ProfileError for an unknown profile name (nothing is written).
    */
   async saveValue(key: string, value: unknown, options: SaveOptions = {}): Promise<void> {
+    validateKey(key);
     const targets = this.#targets(options.profiles);
     const bytes = encodeJson(value, { key });
     await this.#writeBytes(key, targets, bytes, options.ttlMs);
@@ -436,6 +462,7 @@ export class DeviceStorage {
    * @throws PartialWriteError, ProfileError as {@link saveValue}.
    */
   async saveBytes(key: string, bytes: Uint8Array, options: SaveOptions = {}): Promise<void> {
+    validateKey(key);
     const targets = this.#targets(options.profiles);
     await this.#writeBytes(key, targets, bytes, options.ttlMs);
   }
@@ -467,6 +494,7 @@ export class DeviceStorage {
    * @throws PartialWriteError if any delete failed.
    */
   async deleteValue(key: string, options: SaveOptions = {}): Promise<void> {
+    validateKey(key);
     await this.#writeAll(
       key,
       this.#targets(options.profiles),
@@ -500,6 +528,7 @@ export class DeviceStorage {
    * @throws BackendError if no profile has it and some could not be asked (absence is not certain).
    */
   async exists(key: string): Promise<boolean> {
+    validateKey(key);
     this.#checkOpen();
     const failed: string[] = [];
     let cause: unknown;
@@ -742,13 +771,16 @@ export class DeviceStorage {
   /**
    * A write (or write-back) of `key` in one profile: queued behind earlier
    * writes of the same key there, so every profile applies them in call order.
-   * The time limit covers the wait in the queue; a call that timed out still
-   * holds its place until the backend answers, so nothing queued after it can
-   * land before it.
+   * The time limit covers the wait in the queue. A call that times out gives
+   * up its place (a backend stuck for 30 s must not block the key that long),
+   * and if it lands after all, the newest write started meanwhile is applied
+   * once more behind it, so the last call still wins.
    */
   #queued<T>(entry: ProfileEntry, what: string, key: string, fn: () => Promise<T>): Promise<T> {
-    const task = entry.retries > 0 ? () => this.#retrying(entry, what, key, fn) : fn;
-    let p = this.#queue.run(queueKey(entry.name, key), task);
+    const base = entry.retries > 0 ? () => this.#retrying(entry, what, key, fn) : fn;
+    const qk = queueKey(entry.name, key);
+    const task = entry.timeoutMs === undefined ? base : () => this.#holdAtMost(entry, what, key, qk, base);
+    let p = this.#queue.run(qk, task);
     if (entry.timeoutMs !== undefined) p = this.#limit(p, entry, what, key);
     const live = this.#live;
     if (!live) return p;
@@ -758,8 +790,87 @@ export class DeviceStorage {
     });
   }
 
+  #holdAtMost<T>(entry: ProfileEntry, what: string, key: string, qk: string, task: () => Promise<T>): Promise<T> {
+    const late = this.#late.get(qk);
+    if (late) late.newest = task as () => Promise<unknown>;
+    const call = task();
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        let l = this.#late.get(qk);
+        if (!l) {
+          l = { stuck: 0, newest: undefined };
+          this.#late.set(qk, l);
+        }
+        const record = l;
+        record.stuck++;
+        const settled = () => {
+          record.stuck--;
+          const redo = record.newest;
+          record.newest = undefined;
+          if (record.stuck === 0 && this.#late.get(qk) === record) this.#late.delete(qk);
+          if (!redo || this.#closed) return;
+          this.logger.debug(
+            { profile: entry.name, key },
+            "a timed-out write landed late; applying the newest write again",
+          );
+          this.#queue
+            .run(qk, () => this.#holdAtMost(entry, what, key, qk, redo))
+            .catch((err) => {
+              this.#stats.get(entry.name)!.failures++;
+              this.logger.warn(
+                { profile: entry.name, key, err },
+                "re-applying the newest write after a late one failed",
+              );
+            });
+        };
+        call.then(settled, settled);
+        reject(
+          new TimeoutError(`${what} of "${key}" in profile "${entry.name}" timed out after ${entry.timeoutMs} ms`, {
+            profile: entry.name,
+            key,
+          }),
+        );
+      }, entry.timeoutMs);
+      timer.unref?.();
+      call.then(
+        (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
+  }
+
   #limit<T>(p: Promise<T>, entry: ProfileEntry, what: string, key: string): Promise<T> {
-    return withTimeout(p, entry.timeoutMs!, `${what} of "${key}" in profile "${entry.name}"`, entry.name, key);
+    return withTimeout(p, entry.timeoutMs!, `${what} of "${key}" in profile "${entry.name}"`, entry.name, key).then(
+      (v) => {
+        this.#timeouts.delete(entry.name);
+        return v;
+      },
+      (err) => {
+        if (err instanceof TimeoutError) this.#timedOut(entry);
+        throw err;
+      },
+    );
+  }
+
+  /** After repeated timeouts a network client is reset: some stay wedged after an outage. */
+  #timedOut(entry: ProfileEntry): void {
+    const n = (this.#timeouts.get(entry.name) ?? 0) + 1;
+    if (n < RESET_AFTER_TIMEOUTS || !entry.op.reset) {
+      this.#timeouts.set(entry.name, n);
+      return;
+    }
+    this.#timeouts.delete(entry.name);
+    this.logger.info(
+      { profile: entry.name, timeouts: n },
+      "resetting the backend's connections after repeated timeouts",
+    );
+    entry.op.reset();
   }
 
   /** Retries transient backend errors with exponential backoff and jitter (50 ms, 100 ms, ... up to 2 s). */
@@ -866,21 +977,20 @@ async function openProfile(name: string, profile: Readonly<Record<string, string
 }
 
 /**
- * Writes a 4 KiB value under a reserved key, reads it back `reads` times
- * (after one untimed warm-up read; through `readSync` where the operator has
- * it, as loads do), checks the bytes and deletes the key. Returns the median
- * read in microseconds.
+ * The start-up probe: a 4 KiB value under a reserved key, written and read
+ * back (probeReach, all profiles at once), then read `reads` times more
+ * (probeTime, one profile at a time; through `readSync` where the operator
+ * has it, as loads do) and deleted. The median read in µs ranks the profile.
  */
-async function probe(
-  op: Operator,
-  key: string,
-  timeoutMs: number | undefined,
-  reads: number,
-  profile: string,
-): Promise<number> {
-  const payload = randomBytes(4096);
-  const limit = <T>(p: Promise<T>, what: string) =>
+function probeLimit(timeoutMs: number | undefined, profile: string, key: string) {
+  return <T>(p: Promise<T>, what: string) =>
     timeoutMs === undefined ? p : withTimeout(p, timeoutMs, `probe ${what}`, profile, key);
+}
+
+/** Probe, first part: writes 4 KiB under the reserved key and checks they read back (deleting them on failure). */
+async function probeReach(op: Operator, key: string, timeoutMs: number | undefined, profile: string): Promise<void> {
+  const limit = probeLimit(timeoutMs, profile, key);
+  const payload = randomBytes(4096);
   await limit(op.write(key, payload), "write");
   try {
     const first = await limit(op.read(key), "read");
@@ -889,6 +999,22 @@ async function probe(
         profile,
       });
     }
+  } catch (err) {
+    await limit(op.delete(key), "delete").catch(() => {});
+    throw err;
+  }
+}
+
+/** Probe, second part: times `reads` reads of the key (see {@link probeReach}), then deletes it. Returns the median in µs. */
+async function probeTime(
+  op: Operator,
+  key: string,
+  timeoutMs: number | undefined,
+  reads: number,
+  profile: string,
+): Promise<number> {
+  const limit = probeLimit(timeoutMs, profile, key);
+  try {
     const times: number[] = [];
     // Time the read path loads will take: synchronous where the operator offers it.
     const readSync = op.readSync?.bind(op);

@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { constants, mkdirSync } from "node:fs";
-import { mkdir, open, readdir, readFile, rename, stat, unlink } from "node:fs/promises";
-import { join, resolve, sep } from "node:path";
-import { BackendError, InvalidKeyError, NotFoundError, ProfileError } from "../errors.js";
+import { constants, mkdirSync, realpathSync } from "node:fs";
+import { lstat, mkdir, open, readdir, readFile, realpath, rename, unlink } from "node:fs/promises";
+import { dirname, join, resolve, sep } from "node:path";
+import { BackendError, InvalidKeyError, NotFoundError, PersistenceError, ProfileError } from "../errors.js";
 import { validateKey, validatePrefix } from "../keys.js";
 import { OpenState, toBytes } from "./_shared.js";
 import type { Operator, OperatorCapabilities, StatResult } from "./types.js";
@@ -48,6 +48,30 @@ export function fsOperator(options: FsOperatorOptions, profile = "fs"): Operator
     });
   }
   const state = new OpenState("fs");
+  const rootReal = realpathSync(root);
+
+  /**
+   * Keys never reach outside the root, not even through a symbolic link
+   * planted inside it: the deepest existing folder on the path must resolve
+   * inside the root (checked before any folder is created), and the final
+   * component is opened without following links.
+   */
+  async function confine(full: string, key: string): Promise<void> {
+    let dir = dirname(full);
+    for (;;) {
+      try {
+        const real = await realpath(dir);
+        if (real !== rootReal && !real.startsWith(rootReal + sep)) {
+          throw new InvalidKeyError(`Key "${key}" leads outside the fs root through a symbolic link`, { profile, key });
+        }
+        return;
+      } catch (err) {
+        if (!isCode(err, "ENOENT") || dir === root) throw err;
+        dir = dirname(dir);
+      }
+    }
+  }
+  const NOFOLLOW_READ = constants.O_RDONLY | constants.O_NOFOLLOW;
 
   const pathOf = (key: string): string => {
     validateKey(key, profile);
@@ -61,6 +85,13 @@ export function fsOperator(options: FsOperatorOptions, profile = "fs"): Operator
     return full;
   };
   const fail = (what: string, key: string | undefined, err: unknown): never => {
+    if (err instanceof PersistenceError) throw err;
+    if (isCode(err, "ELOOP") && key !== undefined) {
+      throw new InvalidKeyError(`Key "${key}" is a symbolic link in the fs root; links are not followed`, {
+        profile,
+        key,
+      });
+    }
     if (isCode(err, "ENOENT", "ENOTDIR", "EISDIR") && key !== undefined && what !== "write") {
       throw new NotFoundError(`Key "${key}" not found in fs ${root}`, { profile, key, cause: err });
     }
@@ -103,7 +134,8 @@ export function fsOperator(options: FsOperatorOptions, profile = "fs"): Operator
     async read(key) {
       const full = pathOf(key);
       try {
-        return await readFile(full);
+        await confine(full, key);
+        return await readFile(full, { flag: NOFOLLOW_READ });
       } catch (err) {
         return fail("read", key, err);
       }
@@ -114,6 +146,7 @@ export function fsOperator(options: FsOperatorOptions, profile = "fs"): Operator
       const tmp = join(tmpDir, `${randomBytes(8).toString("hex")}.tmp`);
       try {
         const dir = resolve(full, "..");
+        await confine(full, key);
         await mkdir(dir, { recursive: true, mode: 0o700 });
         const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
         try {
@@ -132,7 +165,8 @@ export function fsOperator(options: FsOperatorOptions, profile = "fs"): Operator
     async stat(key): Promise<StatResult> {
       const full = pathOf(key);
       try {
-        const st = await stat(full);
+        await confine(full, key);
+        const st = await lstat(full);
         if (!st.isFile()) throw Object.assign(new Error("not a file"), { code: "EISDIR" });
         return { contentLength: st.size, lastModified: st.mtime };
       } catch (err) {
@@ -150,7 +184,8 @@ export function fsOperator(options: FsOperatorOptions, profile = "fs"): Operator
     async exists(key) {
       const full = pathOf(key);
       try {
-        return (await stat(full)).isFile();
+        await confine(full, key);
+        return (await lstat(full)).isFile();
       } catch (err) {
         if (isCode(err, "ENOENT", "ENOTDIR")) return false;
         return fail("exists", key, err);

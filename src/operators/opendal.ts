@@ -1,4 +1,4 @@
-import { mkdirSync, realpathSync, statSync } from "node:fs";
+import { chmodSync, mkdirSync, readdirSync, realpathSync, statSync } from "node:fs";
 import { connect } from "node:net";
 import { basename, dirname, join, resolve } from "node:path";
 import type { Operator as NativeOperator } from "opendal";
@@ -111,6 +111,7 @@ export async function opendalOperator(
 ): Promise<Operator> {
   const profile = opts.profile ?? scheme;
   const config = prepareOptions(scheme, options);
+  checkSqlIdentifiers(scheme, config, profile);
 
   const address = networkAddress(scheme, config);
   if (address) {
@@ -141,7 +142,7 @@ export async function opendalOperator(
   };
 
   const file = lockedFile(scheme, config, profile);
-  if (file === undefined) return wrap(scheme, build(), profile);
+  if (file === undefined) return wrap(scheme, build(), profile, undefined, build);
 
   // The path is already the (resolved) registry key; compare the rest (table, root, tree).
   const signature = JSON.stringify(
@@ -178,6 +179,7 @@ export async function opendalOperator(
     }
     throw err;
   }
+  restrictAccess(scheme, file);
   const handle: FileHandle = { native, signature, claimed: true, lastChange: 0 };
   files.set(file, handle);
   return wrap(scheme, native, profile, handle);
@@ -244,11 +246,52 @@ function prepareOptions(scheme: string, options: Record<string, string>): Record
   return config;
 }
 
+/**
+ * OpenDAL 0.49.1 puts `table`, `key_field` and `value_field` into its SQL
+ * unquoted: `key_field = "key IS NOT NULL OR key"` would make one delete wipe
+ * the table, and a mixed-case name would address another (lower-cased) table.
+ * Only plain identifiers pass (lower case for PostgreSQL, which folds them).
+ */
+function checkSqlIdentifiers(scheme: string, config: Record<string, string>, profile: string): void {
+  const pattern =
+    scheme === "postgresql"
+      ? /^[a-z_][a-z0-9_]{0,62}$/
+      : scheme === "mysql"
+        ? /^[A-Za-z_][A-Za-z0-9_]{0,63}$/
+        : undefined;
+  if (!pattern) return;
+  for (const field of ["table", "key_field", "value_field"]) {
+    const value = config[field];
+    if (value !== undefined && !pattern.test(value)) {
+      throw new ProfileError(
+        `Expected \`${field}\` in profile "${profile}" to be a SQL identifier (${scheme === "postgresql" ? "lower-case " : ""}letters, digits, _), got ${JSON.stringify(value)}`,
+        { profile },
+      );
+    }
+  }
+}
+
 function urlPassword(url: string): string | undefined {
   try {
     return decodeURIComponent(new URL(url).password) || undefined;
   } catch {
     return undefined;
+  }
+}
+
+/** redb and sled create their files world-readable (0644): make them the owner's only. */
+function restrictAccess(scheme: string, path: string): void {
+  try {
+    if (scheme === "redb") chmodSync(path, 0o600);
+    else {
+      chmodSync(path, 0o700);
+      for (const entry of readdirSync(path, { withFileTypes: true, recursive: true })) {
+        const full = join(entry.parentPath ?? entry.path, entry.name);
+        chmodSync(full, entry.isDirectory() ? 0o700 : 0o600);
+      }
+    }
+  } catch {
+    // Best effort: a store on a file system without modes still works.
   }
 }
 
@@ -264,10 +307,10 @@ function lockedFile(scheme: string, config: Record<string, string>, profile: str
           { profile },
         );
       }
-      mkdirSync(dirname(path), { recursive: true });
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
       return join(realpathSync(dirname(path)), basename(path));
     }
-    mkdirSync(path, { recursive: true });
+    mkdirSync(path, { recursive: true, mode: 0o700 });
     return realpathSync(path);
   } catch (err) {
     if (err instanceof PersistenceError) throw err;
@@ -320,7 +363,13 @@ function probeTcp(host: string, port: number): Promise<string | undefined> {
   });
 }
 
-function wrap(scheme: string, native: NativeOperator, profile: string, file?: FileHandle): Operator {
+function wrap(
+  scheme: string,
+  native: NativeOperator,
+  profile: string,
+  file?: FileHandle,
+  rebuild?: () => NativeOperator,
+): Operator {
   const cap = native.capability();
   const capabilities: OperatorCapabilities = Object.freeze({
     list: cap.list,
@@ -403,5 +452,13 @@ function wrap(scheme: string, native: NativeOperator, profile: string, file?: Fi
       const wait = file.lastChange + SLED_FLUSH_MS - Date.now();
       if (scheme === "sled" && wait > 0) await new Promise((r) => setTimeout(r, wait));
     },
+    // A network client can stay wedged after an outage (seen with redis in 0.49.1: every call hangs
+    // long after the server is back); a fresh native operator connects at once. Calls in flight on
+    // the old one finish or fail on their own. File-backed stores keep their single handle.
+    ...(rebuild && {
+      reset() {
+        if (!state.closed) native = rebuild();
+      },
+    }),
   };
 }

@@ -143,6 +143,7 @@ export async function quotaOperator(inner: Operator, options: QuotaOptions): Pro
     list: (prefix) => inner.list(prefix),
     close: () => inner.close(),
     usage: () => ({ items: sizes.size, bytes, maxItems, maxSize, policy, evictions }),
+    ...(inner.reset && { reset: () => inner.reset?.() }),
   };
   if (inner.readSync) {
     const readSync = inner.readSync.bind(inner);

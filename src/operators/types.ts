@@ -57,6 +57,11 @@ export interface Operator {
   close(): Promise<void>;
   /** Current usage against a quota, where one is enforced (see `quotaOperator`). */
   usage?(): QuotaUsage;
+  /**
+   * Drops the backend's connections and reconnects (network backends). Storage
+   * calls it after repeated timeouts, since a client can stay wedged after an outage.
+   */
+  reset?(): void;
 }
 
 /** Usage of a profile with a quota. */

@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -170,4 +170,237 @@ export async function createPgTable(): Promise<PgTable> {
       await psql(`DROP TABLE IF EXISTS ${table}`);
     },
   };
+}
+
+/**
+ * A server process a test owns (never the machine's shared Redis / PostgreSQL):
+ * it can be killed mid-workload and started again on the same port with the
+ * same data directory, for outage tests.
+ */
+export interface OwnServer {
+  readonly name: string;
+  readonly port: number;
+  /** Its data directory (removed by `stop`). */
+  readonly dir: string;
+  /** Whether the process is running. */
+  readonly running: boolean;
+  /** Kills it abruptly (an outage, not a shutdown) and waits until the port is closed. */
+  kill(): Promise<void>;
+  /**
+   * Freezes it with SIGSTOP: the kernel still accepts TCP connections on its
+   * port, but nothing answers (a hung server, the worst kind of outage).
+   */
+  pause(): void;
+  /** Thaws it with SIGCONT. */
+  resume(): void;
+  /** Starts it again on the same port with the same data directory and waits until it answers. */
+  start(): Promise<void>;
+  /** Kills it (if running) and removes its directory. */
+  stop(): Promise<void>;
+}
+
+async function waitPort(port: number, open: boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while ((await portAnswers("127.0.0.1", port, 250)) !== open) {
+    if (Date.now() > deadline) throw new Error(`${what}: port ${port} still ${open ? "closed" : "open"}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** An {@link OwnServer} run as a child process of this one (`spawn(cmd, args)`). */
+function childServer(name: string, port: number, dir: string, cmd: string, args: string[]): OwnServer {
+  let child: ChildProcess | undefined;
+  let exited: Promise<void> = Promise.resolve();
+  let stderr = "";
+  const server: OwnServer = {
+    name,
+    port,
+    dir,
+    get running() {
+      return child !== undefined && child.exitCode === null && child.signalCode === null;
+    },
+    async start() {
+      if (server.running) return;
+      stderr = "";
+      const c = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
+      child = c;
+      c.stderr?.on("data", (chunk: Buffer) => {
+        stderr += chunk.toString();
+      });
+      exited = new Promise<void>((resolve) => c.once("exit", () => resolve()));
+      const deadline = Date.now() + 20_000;
+      while (!(await portAnswers("127.0.0.1", port, 250))) {
+        if (c.exitCode !== null || Date.now() > deadline) {
+          await server.kill();
+          throw new Error(`${name} did not start on port ${port}: ${stderr.trim() || "no output"}`);
+        }
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    },
+    async kill() {
+      if (child && server.running) {
+        child.kill("SIGKILL");
+        await exited;
+      }
+      await waitPort(port, false, `${name} kill`);
+    },
+    pause() {
+      if (child && server.running) child.kill("SIGSTOP");
+    },
+    resume() {
+      if (child && server.running) child.kill("SIGCONT");
+    },
+    async stop() {
+      await server.kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return server;
+}
+
+/**
+ * Starts a private `redis-server` on a free port (nothing on disk: `--save ""
+ * --appendonly no`, so a killed server comes back empty, as a cache would).
+ * `args` are added to its command line (e.g. `["--requirepass", "pw"]`).
+ */
+export async function startRedis(
+  options: { port?: number; args?: string[] } = {},
+): Promise<OwnServer & { endpoint: string }> {
+  const p = options.port ?? (await freePort());
+  const dir = mkdtempSync(join(tmpdir(), "tp-redis-"));
+  const args = ["--port", String(p), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+  const extra = options.args ?? [];
+  const server = childServer("redis", p, dir, "redis-server", [...args, "--daemonize", "no", "--dir", dir, ...extra]);
+  await server.start();
+  return Object.assign(server, { endpoint: `tcp://127.0.0.1:${p}` });
+}
+
+/** A restartable s3rver: its data directory survives `kill()` / `start()`, as a real S3 outage would. */
+export async function startOwnS3rver(): Promise<OwnServer & { endpoint: string; bucket: string }> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "tp-s3rver-own-"));
+  const bucket = `test-${randomBytes(4).toString("hex")}`;
+  const bin = join(dirname(require.resolve("s3rver/package.json")), "bin", "s3rver.js");
+  const args = ["--openssl-legacy-provider", bin, "-d", dir, "-a", "127.0.0.1", "-p", String(port), "--silent"];
+  const server = childServer("s3rver", port, dir, process.execPath, [...args, "--configure-bucket", bucket]);
+  await server.start();
+  return Object.assign(server, { endpoint: `http://127.0.0.1:${port}`, bucket });
+}
+
+/** A private PostgreSQL cluster (initdb in a temp dir, trust auth, on a free port). */
+export interface OwnPostgres extends OwnServer {
+  /** `postgresql://postgres@127.0.0.1:<port>/postgres` */
+  connectionString: string;
+  /** Runs one SQL statement with `psql` against this instance. */
+  psql(sql: string): Promise<string>;
+}
+
+/** The newest PostgreSQL server binaries installed (Debian layout, `/usr/lib/postgresql/<major>/bin`), if any. */
+export function postgresBinDir(): string | undefined {
+  try {
+    const majors = readdirSync("/usr/lib/postgresql")
+      .filter((v) => /^\d+$/.test(v))
+      .sort((a, b) => Number(a) - Number(b));
+    const major = majors.at(-1);
+    return major === undefined ? undefined : join("/usr/lib/postgresql", major, "bin");
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Creates and starts a private PostgreSQL cluster on a free port: `initdb` and
+ * `pg_ctl` from {@link postgresBinDir}, run as the `postgres` user when this process is
+ * root (PostgreSQL refuses to run as root). `kill()` is `pg_ctl stop -m
+ * immediate` (every server process exits at once, without a checkpoint: crash
+ * recovery runs on the next start). Takes ~2-4 s.
+ */
+export async function startPostgres(): Promise<OwnPostgres> {
+  const PG_BIN = postgresBinDir();
+  if (!PG_BIN) throw new Error("no PostgreSQL server binaries in /usr/lib/postgresql/<major>/bin");
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "tp-pg-"));
+  const asRoot = process.getuid?.() === 0;
+  const as = (cmd: string, args: string[]) =>
+    asRoot ? run("runuser", ["-u", "postgres", "--", cmd, ...args]) : run(cmd, args);
+  if (asRoot) await run("chown", ["postgres", dir]);
+  const data = join(dir, "data");
+  await as(join(PG_BIN, "initdb"), ["-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]);
+  const opts = `-p ${port} -c listen_addresses=127.0.0.1 -k ${dir} -c fsync=off`;
+  const postmasterPid = () => Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0]);
+  let running = false;
+  const server: OwnPostgres = {
+    name: "postgresql",
+    port,
+    dir,
+    connectionString: `postgresql://postgres@127.0.0.1:${port}/postgres`,
+    get running() {
+      return running;
+    },
+    async start() {
+      if (running) return;
+      await as(join(PG_BIN, "pg_ctl"), ["-D", data, "-o", opts, "-l", join(dir, "log"), "-w", "start"]);
+      running = true;
+      await waitPort(port, true, "postgresql start");
+    },
+    pause() {
+      if (running) process.kill(postmasterPid(), "SIGSTOP");
+    },
+    resume() {
+      if (running) process.kill(postmasterPid(), "SIGCONT");
+    },
+    async kill() {
+      if (running) {
+        server.resume();
+        await as(join(PG_BIN, "pg_ctl"), ["-D", data, "-m", "immediate", "-w", "stop"]).catch(() => {});
+        running = false;
+      }
+      await waitPort(port, false, "postgresql kill");
+    },
+    async stop() {
+      await server.kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+    async psql(sql: string) {
+      const { stdout } = await run("psql", [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        String(port),
+        "-U",
+        "postgres",
+        "-d",
+        "postgres",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-qAtc",
+        sql,
+      ]);
+      return stdout;
+    },
+  };
+  await server.start();
+  return server;
+}
+
+/** Whether `command` is on the PATH. */
+export async function hasCommand(command: string): Promise<boolean> {
+  try {
+    await run("sh", ["-c", `command -v ${command}`]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * For tests that start their own servers: whether the binaries are installed.
+ * In CI a missing one is an error; elsewhere a loud warning, for `describe.skipIf`.
+ */
+export async function requireBinaries(what: string, ok: boolean): Promise<boolean> {
+  if (ok) return true;
+  const msg = `${what} tests did not run: the server binaries are not installed`;
+  if (process.env.CI) throw new Error(`${msg} (CI must run them)`);
+  console.warn(`\n!!! SKIPPED: ${msg} !!!\n`);
+  return false;
 }
