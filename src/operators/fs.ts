@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { constants, mkdirSync, realpathSync } from "node:fs";
+import { constants, mkdirSync, readdirSync, realpathSync, rmSync, statSync } from "node:fs";
 import { lstat, mkdir, open, readdir, readFile, realpath, rename, unlink } from "node:fs/promises";
 import { dirname, join, resolve, sep } from "node:path";
 import { BackendError, InvalidKeyError, NotFoundError, PersistenceError, ProfileError } from "../errors.js";
@@ -17,6 +17,8 @@ export interface FsOperatorOptions {
 
 /** Temporary files of in-flight writes live here, inside the root (same file system, so rename is atomic). */
 const TMP_DIR = ".terraphim-tmp";
+/** Temp files older than this when the driver opens are leftovers of a crashed write. */
+const STALE_TMP_MS = 60_000;
 
 const CAPABILITIES: OperatorCapabilities = Object.freeze({
   list: true,
@@ -41,6 +43,13 @@ export function fsOperator(options: FsOperatorOptions, profile = "fs"): Operator
   const tmpDir = join(root, TMP_DIR);
   try {
     mkdirSync(tmpDir, { recursive: true, mode: 0o700 });
+    // A write killed between creating its temp file and the rename leaves the file behind: sweep old ones.
+    const cutoff = Date.now() - STALE_TMP_MS;
+    for (const name of readdirSync(tmpDir)) {
+      const file = join(tmpDir, name);
+      const mtime = statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? Number.POSITIVE_INFINITY;
+      if (mtime < cutoff) rmSync(file, { force: true });
+    }
   } catch (err) {
     throw new ProfileError(`Cannot create fs root ${root} for profile "${profile}": ${(err as Error).message}`, {
       profile,

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -128,6 +128,19 @@ describe("fs", () => {
     expect(statSync(join(root, "conversations", "index.json")).mode & 0o077).toBe(0);
     await expect(op.write(".terraphim-tmp/x", "1")).rejects.toBeInstanceOf(InvalidKeyError);
     expect(await op.list()).toEqual(["conversations/index.json"]);
+  });
+
+  it("sweeps temp files left by crashed writes (older than a minute) when it opens", async () => {
+    const root = tempDir();
+    const first = await createOperator("fs", { root });
+    await first.close();
+    const tmp = join(root, ".terraphim-tmp");
+    writeFileSync(join(tmp, "old.tmp"), "torn");
+    writeFileSync(join(tmp, "recent.tmp"), "in flight elsewhere");
+    const past = new Date(Date.now() - 5 * 60_000);
+    utimesSync(join(tmp, "old.tmp"), past, past);
+    await createOperator("fs", { root });
+    expect(readdirSync(tmp)).toEqual(["recent.tmp"]);
   });
 
   it("needs a root", async () => {
