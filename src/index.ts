@@ -41,7 +41,15 @@ export * from "./domain/index.js";
 export * from "./errors.js";
 export { MAX_KEY_BYTES, normalizeKey, validateKey, validatePrefix } from "./keys.js";
 export { consoleLogger, type Logger, silentLogger } from "./logger.js";
-export { type ChaosCalls, type ChaosFaults, type ChaosOperator, chaosOperator } from "./operators/chaos.js";
+export {
+  CHAOS_METHODS,
+  type ChaosCalls,
+  type ChaosFaults,
+  type ChaosMethod,
+  type ChaosOperator,
+  chaosOperator,
+  seededRandom,
+} from "./operators/chaos.js";
 export { type FsOperatorOptions, fsOperator } from "./operators/fs.js";
 export { type CreateOperatorContext, createOperator, NATIVE_SCHEMES } from "./operators/index.js";
 export { type MemoryOperatorOptions, memoryOperator } from "./operators/memory.js";
