@@ -1,16 +1,17 @@
 /**
  * Live ranking: the start-up probe gives each profile a speed; real
- * operations then keep a moving average of each profile's latency, and the
- * profiles are re-ranked when a slower one overtakes the fastest (with
- * hysteresis, so two close profiles do not flap). A profile failing
+ * operations then keep the median of each profile's last few latencies, and
+ * the profiles are re-ranked when a slower one overtakes the fastest (with
+ * hysteresis, so two close profiles do not flap; a median, so one slow
+ * sample, say a GC pause, moves nothing). A profile failing
  * repeatedly is taken out of the read path (circuit breaker) and let back in
  * after a cool-down, once a trial call succeeds.
  */
 
 /** Tuning of {@link LiveRanking}. */
 export interface LiveRankingOptions {
-  /** Weight of a new sample in the moving average. @default 0.3 */
-  alpha?: number;
+  /** Latency samples per profile whose median ranks it. @default 5 */
+  window?: number;
   /** A challenger takes first place only when this many times faster. @default 1.5 */
   hysteresis?: number;
   /** Consecutive failures that open the breaker. @default 5 */
@@ -20,8 +21,10 @@ export interface LiveRankingOptions {
 }
 
 interface Health {
-  /** Moving average latency in µs (starts at the probe's median). */
-  ewma: number;
+  /** The last latencies in µs, oldest first (filled with the probe's median at start). */
+  samples: number[];
+  /** Median of `samples`. */
+  latency: number;
   /** Fixed rank value (`speed` override): never re-ranked by latency. */
   fixed: number | undefined;
   consecutiveFailures: number;
@@ -36,7 +39,7 @@ export interface RankedProfile {
 
 export class LiveRanking<E extends RankedProfile> {
   readonly #health = new Map<string, Health>();
-  readonly #alpha: number;
+  readonly #window: number;
   readonly #hysteresis: number;
   readonly #threshold: number;
   readonly #cooldown: number;
@@ -51,13 +54,14 @@ export class LiveRanking<E extends RankedProfile> {
   ) {
     this.#order = [...ranked];
     this.#onChange = onChange;
-    this.#alpha = options.alpha ?? 0.3;
+    this.#window = Math.max(1, Math.floor(options.window ?? 5));
     this.#hysteresis = options.hysteresis ?? 1.5;
     this.#threshold = options.failureThreshold ?? 5;
     this.#cooldown = options.cooldownMs ?? 5000;
     for (const e of ranked) {
       this.#health.set(e.name, {
-        ewma: e.speed,
+        samples: Array.from({ length: this.#window }, () => e.speed),
+        latency: e.speed,
         fixed: fixed(e) ? e.speed : undefined,
         consecutiveFailures: 0,
         openUntil: 0,
@@ -73,7 +77,7 @@ export class LiveRanking<E extends RankedProfile> {
   snapshot(): Record<string, { latencyUs: number; open: boolean; consecutiveFailures: number }> {
     const out: Record<string, { latencyUs: number; open: boolean; consecutiveFailures: number }> = {};
     for (const [name, h] of this.#health) {
-      out[name] = { latencyUs: h.ewma, open: h.openUntil > 0, consecutiveFailures: h.consecutiveFailures };
+      out[name] = { latencyUs: h.latency, open: h.openUntil > 0, consecutiveFailures: h.consecutiveFailures };
     }
     return out;
   }
@@ -96,8 +100,16 @@ export class LiveRanking<E extends RankedProfile> {
     h.consecutiveFailures = 0;
     const wasOpen = h.openUntil !== 0;
     h.openUntil = 0;
-    h.ewma = wasOpen ? us : h.ewma + this.#alpha * (us - h.ewma);
-    this.#rerank(wasOpen ? `${name} recovered` : `${name} latency ${h.ewma.toFixed(0)}us`);
+    if (wasOpen) h.samples.fill(us);
+    else {
+      h.samples.shift();
+      h.samples.push(us);
+    }
+    const before = h.latency;
+    h.latency = median(h.samples);
+    if (wasOpen || h.latency !== before) {
+      this.#rerank(wasOpen ? `${name} recovered` : `${name} latency ${h.latency.toFixed(1)}us`);
+    }
   }
 
   /** Records a failed call (not a NotFound: absence is an answer). */
@@ -114,7 +126,7 @@ export class LiveRanking<E extends RankedProfile> {
   #effective(e: E): number {
     const h = this.#health.get(e.name)!;
     if (h.openUntil !== 0) return Number.POSITIVE_INFINITY;
-    return h.fixed ?? h.ewma;
+    return h.fixed ?? h.latency;
   }
 
   #rerank(reason: string): void {
@@ -131,4 +143,10 @@ export class LiveRanking<E extends RankedProfile> {
     this.#order = next;
     this.#onChange(next, reason);
   }
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }

@@ -125,7 +125,7 @@ export class TieredReader<E extends Entry = Entry> {
     const fastest = this.#fastest;
     const st = this.#d.stats(fastest.name);
     if (!this.#d.available(fastest)) {
-      return this.#afterFastest(key, dec, { kind: "failed", error: breakerOpen(fastest.name) });
+      return this.#afterFastest(fastest, key, dec, { kind: "failed", error: breakerOpen(fastest.name) });
     }
     // Tier 0 answers synchronously where it can: a hit costs no extra promise hops.
     if (fastest.op.readSync) {
@@ -141,11 +141,11 @@ export class TieredReader<E extends Entry = Entry> {
         if (!(err instanceof PersistenceError) || err.code === "E_INVALID_KEY" || err.code === "E_CLOSED") {
           return Promise.reject(err);
         }
-        return this.#afterFastest(key, dec, { kind: "failed", error: err });
+        return this.#afterFastest(fastest, key, dec, { kind: "failed", error: err });
       }
       if (bytes === undefined) {
         st.misses++;
-        return this.#afterFastest(key, dec, { kind: "missing" });
+        return this.#afterFastest(fastest, key, dec, { kind: "missing" });
       }
       return this.#checkExpiry(key, bytes, dec);
     }
@@ -160,10 +160,10 @@ export class TieredReader<E extends Entry = Entry> {
     } catch (err) {
       if (err instanceof NotFoundError) {
         this.#d.stats(fastest.name).misses++;
-        return this.#afterFastest(key, dec, { kind: "missing" });
+        return this.#afterFastest(fastest, key, dec, { kind: "missing" });
       }
       if (isCallerError(err)) throw err;
-      return this.#afterFastest(key, dec, { kind: "failed", error: err as Error });
+      return this.#afterFastest(fastest, key, dec, { kind: "failed", error: err as Error });
     }
     return this.#checkExpiry(key, bytes, dec);
   }
@@ -177,11 +177,11 @@ export class TieredReader<E extends Entry = Entry> {
       if (t === undefined || t > Date.now()) return this.#decodeFastest(key, bytes, dec);
       this.#d.stats(fastest.name).misses++;
       this.#d.purge(fastest, key);
-      return this.#afterFastest(key, dec, { kind: "missing" });
+      return this.#afterFastest(fastest, key, dec, { kind: "missing" });
     };
     return typeof at === "number"
       ? decide(at)
-      : at.then(decide, (err) => this.#afterFastest(key, dec, { kind: "failed", error: err }));
+      : at.then(decide, (err) => this.#afterFastest(fastest, key, dec, { kind: "failed", error: err }));
   }
 
   #decodeFastest(key: string, bytes: Uint8Array, dec: Decoder<unknown>): Promise<Loaded> {
@@ -191,13 +191,13 @@ export class TieredReader<E extends Entry = Entry> {
     try {
       parsed = decodeJson(bytes, { profile: fastest.name, key });
     } catch (err) {
-      return this.#afterFastest(key, dec, { kind: "failed", error: err as Error });
+      return this.#afterFastest(fastest, key, dec, { kind: "failed", error: err as Error });
     }
     let value: unknown;
     try {
       value = dec(parsed);
     } catch (err) {
-      return this.#afterFastest(key, dec, { kind: "failed", error: mismatch(fastest.name, key, err) });
+      return this.#afterFastest(fastest, key, dec, { kind: "failed", error: mismatch(fastest.name, key, err) });
     }
     if (value instanceof Promise) {
       return value.then(
@@ -206,7 +206,7 @@ export class TieredReader<E extends Entry = Entry> {
           st.bytesRead += bytes.length;
           return { value: v, profile: fastest.name, writeBack: false };
         },
-        (err) => this.#afterFastest(key, dec, { kind: "failed", error: mismatch(fastest.name, key, err) }),
+        (err) => this.#afterFastest(fastest, key, dec, { kind: "failed", error: mismatch(fastest.name, key, err) }),
       );
     }
     st.hits++;
@@ -220,8 +220,8 @@ export class TieredReader<E extends Entry = Entry> {
    * fastest profile's copy; if nothing decodes anywhere, the stored bytes are
    * left alone and the caller gets a DeserializeError.
    */
-  async #afterFastest(key: string, dec: Decoder<unknown>, first: Attempt): Promise<Loaded> {
-    const fastest = this.#fastest;
+  async #afterFastest(tried: E, key: string, dec: Decoder<unknown>, first: Attempt): Promise<Loaded> {
+    const fastest = tried;
     if (first.kind === "failed") {
       this.#d.stats(fastest.name).failures++;
       this.#d.logger.debug({ profile: fastest.name, key, err: first.error }, "fastest profile could not serve");
@@ -238,7 +238,7 @@ export class TieredReader<E extends Entry = Entry> {
         claimed: false,
         release: () => {},
       };
-      f.promise = this.#fallback(key, dec, first);
+      f.promise = this.#fallback(tried, key, dec, first);
       flight = f;
       this.#flights.set(flightKey, f);
       let set = this.#byKey.get(key);
@@ -267,12 +267,14 @@ export class TieredReader<E extends Entry = Entry> {
     let value = found.value;
     if (flight.claimed) value = await dec(decodeJson(found.stored, { profile: found.profile, key }));
     flight.claimed = true;
-    return { value, profile: found.profile, writeBack: owner && found.profile !== fastest.name };
+    return { value, profile: found.profile, writeBack: owner && found.profile !== this.#fastest.name };
   }
 
-  async #fallback(key: string, dec: Decoder<unknown>, first: Attempt): Promise<Found> {
-    const attempts: [string, Attempt][] = [[this.#fastest.name, first]];
-    for (const e of this.#slower) {
+  async #fallback(tried: E, key: string, dec: Decoder<unknown>, first: Attempt): Promise<Found> {
+    const attempts: [string, Attempt][] = [[tried.name, first]];
+    // The ranking as it is now (live ranking may have changed it since `tried` was read), minus `tried`.
+    for (const e of [this.#fastest, ...this.#slower]) {
+      if (e === tried) continue;
       const st = this.#d.stats(e.name);
       if (!this.#d.available(e)) {
         attempts.push([e.name, { kind: "failed", error: breakerOpen(e.name) }]);
@@ -332,7 +334,9 @@ export class TieredReader<E extends Entry = Entry> {
       return;
     }
     const st = this.#d.stats(fastest.name);
-    const task = new Promise<void>((resolve) => setImmediate(resolve))
+    // Started on a microtask, after the caller's value is settled: a loop of awaited loads
+    // never yields to the event loop, and write-backs must not pile up behind it.
+    const task = Promise.resolve()
       .then(() =>
         this.#d.queued(fastest, "write-back", key, async () => {
           // Checked inside the queue: a save or delete issued since the read wins.

@@ -51,7 +51,6 @@ export interface CodecContext {
   key?: string | undefined;
 }
 
-const utf8Encoder = new TextEncoder();
 // fatal: invalid UTF-8 is an error, as it is for serde_json, not silently U+FFFD.
 const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
 
@@ -174,7 +173,7 @@ export function encodeJson(value: unknown, context: CodecContext = {}): Uint8Arr
   if (text === undefined) {
     throw new PersistenceError(`Expected a JSON-serializable value${where(context)}, got ${typeof value}`, context);
   }
-  return maybeCompress(utf8Encoder.encode(text));
+  return maybeCompress(Buffer.from(text, "utf8"));
 }
 
 /**

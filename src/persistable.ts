@@ -124,9 +124,9 @@ export abstract class Persistable {
 
   /** As {@link load}, also telling which profile served the value and whether a write-back was scheduled. */
   async loadWithSource(): Promise<LoadResult<this>> {
-    const storage = await this.storage();
+    const storage = storages.get(this) ?? (await this.storage());
     const r = await storage.loadValue(this.getKey(), this.#decoder());
-    return { ...r, value: this.fromStored(r.value) };
+    return { value: this.fromStored(r.value), profile: r.profile, writeBack: r.writeBack };
   }
 
   /**
@@ -163,14 +163,10 @@ export abstract class Persistable {
  */
 function copyOwnFields(to: object, from: unknown): void {
   if (from === null || typeof from !== "object") return;
-  for (const key of Object.keys(from)) {
-    if (key === "__proto__") continue;
-    Object.defineProperty(to, key, {
-      value: (from as Record<string, unknown>)[key],
-      enumerable: true,
-      writable: true,
-      configurable: true,
-    });
+  const target = to as Record<string, unknown>;
+  const source = from as Record<string, unknown>;
+  for (const key of Object.keys(source)) {
+    if (key !== "__proto__") target[key] = source[key];
   }
 }
 

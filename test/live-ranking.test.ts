@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { LiveRanking } from "../src/_live-ranking.js";
 import { DeviceStorage } from "../src/device-storage.js";
 import { BackendError } from "../src/errors.js";
 import { silentLogger } from "../src/logger.js";
@@ -50,6 +51,42 @@ describe("live ranking", () => {
     expect(storage.fastestProfile).toBe("memory");
     expect(recoveredAfter).toBeLessThan(3000);
     await storage.close();
+  });
+
+  it("a re-rank between the fastest profile's miss and the fallback still reads the new fastest", async () => {
+    const memory = chaosOperator(await createOperator("memory"));
+    const sqlite = await createOperator("sqlite", { datadir: mkdtempSync(join(dir, "sq-")) });
+    const storage = await DeviceStorage.fromOperators(
+      [
+        { name: "memory", op: memory },
+        { name: "sqlite", op: sqlite },
+      ],
+      { logger: silentLogger, liveRanking: { window: 1 } },
+    );
+    await storage.saveValue("only-sqlite.json", { v: 1 }, { profiles: ["sqlite"] });
+    memory.faults.latencyMs = 30; // this miss is slow enough to hand first place to sqlite
+    const r = await storage.loadValue("only-sqlite.json");
+    expect(storage.fastestProfile).toBe("sqlite");
+    expect(r).toMatchObject({ value: { v: 1 }, profile: "sqlite", writeBack: false });
+    await storage.close();
+  });
+
+  it("one slow sample (a GC pause) does not move the ranking; a sustained slowdown does", () => {
+    const a = { name: "a", speed: 1 };
+    const b = { name: "b", speed: 5 };
+    const changes: string[] = [];
+    const live = new LiveRanking(
+      [a, b],
+      () => false,
+      (order) => changes.push(order.map((e) => e.name).join(",")),
+    );
+    live.success("a", 500); // one pause
+    for (let i = 0; i < 20; i++) live.success("a", 1);
+    expect(live.order.map((e) => e.name)).toEqual(["a", "b"]);
+    expect(changes).toEqual([]);
+    for (let i = 0; i < 3; i++) live.success("a", 500); // three slow reads out of the last five
+    expect(live.order.map((e) => e.name)).toEqual(["b", "a"]);
+    expect(changes).toEqual(["b,a"]);
   });
 
   it("profiles with a speed override keep their rank", async () => {

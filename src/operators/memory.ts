@@ -1,6 +1,6 @@
 import { NotFoundError } from "../errors.js";
 import { validateKey, validatePrefix } from "../keys.js";
-import { OpenState, toBytes } from "./_shared.js";
+import { OpenState } from "./_shared.js";
 import type { Operator, OperatorCapabilities, StatResult } from "./types.js";
 
 /** Options of the `memory` / `dashmap` operator. */
@@ -57,12 +57,16 @@ export function memoryOperator(options: MemoryOperatorOptions = {}): Operator {
     capabilities: CAPABILITIES,
     readSync,
     async read(path) {
-      return get(path).data.slice();
+      return Buffer.from(get(path).data);
     },
     async write(path, data) {
       validateKey(path, scheme);
       state.check(path);
-      map.set(path, { data: toBytes(data).slice(), mtime: Date.now() });
+      // Buffer.from copies (a Buffer's own slice() would not), from a pooled allocation.
+      map.set(path, {
+        data: typeof data === "string" ? Buffer.from(data, "utf8") : Buffer.from(data),
+        mtime: Date.now(),
+      });
     },
     async stat(path): Promise<StatResult> {
       const e = get(path);

@@ -98,6 +98,11 @@ export function describeOperatorConformance(target: ConformanceTarget): void {
       expect(Array.from(back)).toEqual([1, 2, 3, 4]);
       back[1] = 77;
       expect(Array.from(await op.read(key))).toEqual([1, 2, 3, 4]);
+      // A Buffer too (Buffer#slice is a view, not a copy).
+      const buf = Buffer.from([5, 6, 7]);
+      await op.write(key, buf);
+      buf[0] = 99;
+      expect(Array.from(await op.read(key))).toEqual([5, 6, 7]);
     });
 
     it(`[${target.name}] overwrites, including with a shorter value`, async () => {
