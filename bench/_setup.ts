@@ -1,0 +1,87 @@
+/**
+ * The two-tier setup every scenario shares (memory over SQLite in WAL mode
+ * with `synchronous=NORMAL`), ours and raw, plus what scenarios pass around.
+ */
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import type BetterSqlite3 from "better-sqlite3";
+import { DeviceStorage } from "../src/device-storage.js";
+import { consoleLogger, silentLogger } from "../src/logger.js";
+import { memoryOperator } from "../src/operators/memory.js";
+import { sqliteOperator } from "../src/operators/sqlite.js";
+import type { Operator } from "../src/operators/types.js";
+import type { Row } from "./_harness.js";
+
+const require = createRequire(import.meta.url);
+
+/** What each scenario gets. */
+export interface Context {
+  /** `--quick`: every scenario, briefly (a smoke run, figures are rough). */
+  quick: boolean;
+  /** A temp folder for this run (removed at the end). */
+  dir: string;
+  /** Prints a progress line. */
+  log(msg: string): void;
+  /** `--no-live-ranking`: open our storages with `liveRanking: false` (default: the library's defaults). */
+  liveRanking: boolean;
+}
+
+export type Scenario = (ctx: Context) => Promise<Row[]>;
+
+/** Ours: memory over sqlite, probed and ranked as `DeviceStorage.fromSettings` does, with the operators kept at hand. */
+export interface Ours {
+  storage: DeviceStorage;
+  /** The memory operator (tier 0): scenarios empty it to force misses. */
+  memory: Operator;
+  sqlite: Operator;
+}
+
+export async function openOurs(ctx: Context, name: string, tiers: "memory+sqlite" | "sqlite" = "memory+sqlite") {
+  const memory = memoryOperator();
+  const sqlite = sqliteOperator({ datadir: join(ctx.dir, name) });
+  const profiles =
+    tiers === "sqlite"
+      ? [{ name: "sqlite", op: sqlite }]
+      : [
+          { name: "memory", op: memory },
+          { name: "sqlite", op: sqlite },
+        ];
+  // BENCH_LOG=debug shows what the storage does (re-ranking, write-backs) while it is measured.
+  const logger = process.env.BENCH_LOG ? consoleLogger(process.env.BENCH_LOG) : silentLogger;
+  const storage = await DeviceStorage.fromOperators(profiles, {
+    logger,
+    ...(ctx.liveRanking ? {} : { liveRanking: false }),
+  });
+  if (storage.fastestProfile !== profiles[0]!.name) {
+    throw new Error(`expected ${profiles[0]!.name} to rank fastest, got ${storage.fastestProfile}`);
+  }
+  return { storage, memory, sqlite } satisfies Ours;
+}
+
+/** The raw floor: better-sqlite3 with the same pragmas, statements prepared once, an UPSERT. */
+export interface RawSqlite {
+  db: BetterSqlite3.Database;
+  /** `INSERT ... ON CONFLICT(key) DO UPDATE SET value = excluded.value` */
+  put: BetterSqlite3.Statement<[string, string | Buffer]>;
+  /** `SELECT value FROM kv WHERE key = ?`, plucked. */
+  get: BetterSqlite3.Statement<[string], string>;
+}
+
+export function rawSqlite(file: string): RawSqlite {
+  const Database = require("better-sqlite3") as typeof BetterSqlite3;
+  const db = new Database(file);
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = NORMAL");
+  db.exec("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB)");
+  const put = db.prepare<[string, string | Buffer]>(
+    "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+  );
+  const get = db.prepare<[string], string>("SELECT value FROM kv WHERE key = ?").pluck();
+  return { db, put, get };
+}
+
+/**
+ * Somewhere results go so the JIT cannot drop the work that made them.
+ * Read once at the end of the run.
+ */
+export const sink: { v: unknown } = { v: undefined };
