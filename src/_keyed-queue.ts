@@ -12,6 +12,11 @@ export class KeyedQueue {
     return this.#tails.size;
   }
 
+  /** Whether `key` has a queued or running task. */
+  has(key: string): boolean {
+    return this.#tails.has(key);
+  }
+
   run<T>(key: string, task: () => Promise<T>): Promise<T> {
     const prev = this.#tails.get(key);
     let next: Promise<T>;

@@ -473,6 +473,7 @@ export class DeviceStorage {
         key,
       });
     }
+    if (ttlMs === undefined && this.#writeSyncAll(key, targets, bytes)) return;
     const now = Date.now();
     return this.#writeAll(
       key,
@@ -487,6 +488,47 @@ export class DeviceStorage {
       },
       bytes.length,
     );
+  }
+
+  /**
+   * The synchronous save: when every target is an in-process store that can
+   * write synchronously (memory, sqlite) with no time limit, retries, TTL
+   * metadata or queued write of this key, the writes are done right here, in
+   * order, without a promise per profile. Returns false (nothing written)
+   * when the async path is needed.
+   */
+  #writeSyncAll(key: string, targets: readonly ProfileEntry[], bytes: Uint8Array): boolean {
+    if (saveChannel.hasSubscribers) return false;
+    for (const e of targets) {
+      if (
+        !e.op.writeSync ||
+        e.timeoutMs !== undefined ||
+        e.retries > 0 ||
+        e.defaultTtlMs !== undefined ||
+        this.#queue.has(queueKey(e.name, key)) ||
+        this.#expiry.needsMeta(e.name, key, undefined)
+      ) {
+        return false;
+      }
+    }
+    this.#reader.invalidate(key);
+    let outcomes: ProfileOutcome[] | undefined;
+    targets.forEach((e, i) => {
+      const st = this.#stats.get(e.name)!;
+      try {
+        e.op.writeSync!(key, bytes);
+        st.bytesWritten += bytes.length;
+        outcomes?.push({ profile: e.name, ok: true });
+      } catch (err) {
+        if (isCallerError(err)) throw err;
+        st.failures++;
+        this.#live?.failure(e.name);
+        outcomes ??= targets.slice(0, i).map((t) => ({ profile: t.name, ok: true }));
+        outcomes.push({ profile: e.name, ok: false, error: err as Error });
+      }
+    });
+    if (outcomes) throw new PartialWriteError(key, outcomes);
+    return true;
   }
 
   /**

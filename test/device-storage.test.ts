@@ -8,6 +8,7 @@ import { DeviceStorage } from "../src/device-storage.js";
 import {
   BackendError,
   DeserializeError,
+  InvalidKeyError,
   NoOperatorError,
   NotFoundError,
   PartialWriteError,
@@ -265,6 +266,32 @@ describe("writes", () => {
     ]);
     expect(text(await memory.inner.read("doc.json"))).toBe('{"a":1}');
     expect(await sqlite.inner.exists("doc.json")).toBe(false);
+  });
+
+  it("the synchronous save path (memory + sqlite) reports a failing profile like the async one", async () => {
+    const dir = tempDir();
+    const storage = track(
+      await DeviceStorage.fromSettings(
+        { profiles: { memory: { type: "memory", speed: "1" }, sqlite: { type: "sqlite", datadir: dir, speed: "2" } } },
+        opts,
+      ),
+    );
+    expect(storage.ops.get("sqlite")!.op.writeSync).toBeTypeOf("function");
+    await storage.saveValue("sync.json", { v: 1 });
+    expect(text(await storage.ops.get("sqlite")!.op.read("sync.json"))).toBe('{"v":1}');
+    // Break the sqlite table behind the operator's back.
+    const Database = (await import("better-sqlite3")).default;
+    const db = new Database(join(dir, "terraphim.db"));
+    db.exec("DROP TABLE terraphim_kv");
+    db.close();
+    const err = await storage.saveValue("sync.json", { v: 2 }).catch((e) => e);
+    expect(err).toBeInstanceOf(PartialWriteError);
+    expect(err.outcomes.map((o: { profile: string; ok: boolean }) => [o.profile, o.ok])).toEqual([
+      ["memory", true],
+      ["sqlite", false],
+    ]);
+    expect(text(await storage.ops.get("memory")!.op.read("sync.json"))).toBe('{"v":2}');
+    await expect(storage.saveValue("../bad", {})).rejects.toBeInstanceOf(InvalidKeyError);
   });
 
   it("unknown profile names are a ProfileError listing the available ones, and nothing is written", async () => {

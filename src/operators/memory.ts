@@ -52,6 +52,16 @@ export function memoryOperator(options: MemoryOperatorOptions = {}): Operator {
     return e;
   };
 
+  const writeSync = (path: string, data: Uint8Array | string): void => {
+    validateKey(path, scheme);
+    state.check(path);
+    // Buffer.from copies (a Buffer's own slice() would not), from a pooled allocation.
+    map.set(path, {
+      data: typeof data === "string" ? Buffer.from(data, "utf8") : Buffer.from(data),
+      mtime: Date.now(),
+    });
+  };
+
   return {
     scheme,
     capabilities: CAPABILITIES,
@@ -59,14 +69,9 @@ export function memoryOperator(options: MemoryOperatorOptions = {}): Operator {
     async read(path) {
       return Buffer.from(get(path).data);
     },
+    writeSync,
     async write(path, data) {
-      validateKey(path, scheme);
-      state.check(path);
-      // Buffer.from copies (a Buffer's own slice() would not), from a pooled allocation.
-      map.set(path, {
-        data: typeof data === "string" ? Buffer.from(data, "utf8") : Buffer.from(data),
-        mtime: Date.now(),
-      });
+      writeSync(path, data);
     },
     async stat(path): Promise<StatResult> {
       const e = get(path);

@@ -132,6 +132,12 @@ export function sqliteOperator(options: SqliteOperatorOptions, profile = "sqlite
     return v === undefined ? undefined : asBytes(v);
   };
 
+  const writeSync = (path: string, data: Uint8Array | string): void => {
+    validateKey(path, profile);
+    const b = toBytes(data);
+    run("write", path, () => sPut.run(path, Buffer.from(b.buffer, b.byteOffset, b.byteLength)));
+  };
+
   return {
     scheme: "sqlite",
     capabilities: CAPABILITIES,
@@ -142,10 +148,9 @@ export function sqliteOperator(options: SqliteOperatorOptions, profile = "sqlite
         throw new NotFoundError(`Key "${path}" not found in sqlite ${table}`, { profile, key: path });
       return v;
     },
+    writeSync,
     async write(path, data) {
-      validateKey(path, profile);
-      const b = toBytes(data);
-      run("write", path, () => sPut.run(path, Buffer.from(b.buffer, b.byteOffset, b.byteLength)));
+      writeSync(path, data);
     },
     async stat(path): Promise<StatResult> {
       validateKey(path, profile);

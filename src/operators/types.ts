@@ -42,6 +42,11 @@ export interface Operator {
   readSync?(path: string): Uint8Array | undefined;
   /** Writes (creates or replaces) the value at `path`. Strings are stored as UTF-8. */
   write(path: string, data: Uint8Array | string): Promise<void>;
+  /**
+   * Synchronous write for in-process backends (memory, sqlite); throws as
+   * `write` rejects. Lets a save to such profiles skip a promise per profile.
+   */
+  writeSync?(path: string, data: Uint8Array | string): void;
   /** Size (and, where known, modification time); throws `NotFoundError` when absent. */
   stat(path: string): Promise<StatResult>;
   /** Deletes `path`; deleting a missing key succeeds. */

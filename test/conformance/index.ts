@@ -105,6 +105,17 @@ export function describeOperatorConformance(target: ConformanceTarget): void {
       expect(Array.from(await op.read(key))).toEqual([5, 6, 7]);
     });
 
+    it(`[${target.name}] writeSync, where offered, stores exactly what write does`, async () => {
+      const op = await fresh();
+      if (!op.writeSync) return;
+      const key = `${prefix()}/sync.bin`;
+      op.writeSync(key, new Uint8Array([1, 2, 3]));
+      expect(Array.from(await op.read(key))).toEqual([1, 2, 3]);
+      op.writeSync(key, "text");
+      expect(Buffer.from(await op.read(key)).toString()).toBe("text");
+      expect(() => op.writeSync!("../x", "1")).toThrow(InvalidKeyError);
+    });
+
     it(`[${target.name}] overwrites, including with a shorter value`, async () => {
       const op = await fresh();
       const key = `${prefix()}/over.json`;
