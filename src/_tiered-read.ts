@@ -54,6 +54,11 @@ export interface TieredReaderDeps<E extends Entry> {
   store(entry: E, key: string, bytes: Uint8Array, expiresAt: number | undefined): Promise<void>;
   /** Removes an expired value from a profile, in the background. */
   purge(entry: E, key: string): void;
+  /**
+   * Whether a synchronous call on this profile for this key is as good as the
+   * general path: no time limit, no retries, no TTL metadata, nothing queued.
+   */
+  plainSync(entry: E, key: string): boolean;
 }
 
 /** A fallback read in flight; `stale` turns true when a save or delete of the key starts. */
@@ -145,11 +150,67 @@ export class TieredReader<E extends Entry = Entry> {
       }
       if (bytes === undefined) {
         st.misses++;
-        return this.#afterFastest(fastest, key, dec, { kind: "missing" });
+        return this.#syncFallback(fastest, key, dec) ?? this.#afterFastest(fastest, key, dec, { kind: "missing" });
       }
       return this.#checkExpiry(key, bytes, dec);
     }
     return this.#readAsync(key, dec);
+  }
+
+  /**
+   * The synchronous fallback of a two-tier in-process setup (memory over
+   * sqlite): the second profile is read, decoded and written back into the
+   * first right here, without promises, queues or a background task. Taken
+   * only when nothing else is going on for the key (no flight, no queued or
+   * in-progress write, no TTL, no tracing, no time limit or retries);
+   * otherwise, or when anything is unusual (an error, an undecodable value, an
+   * async validator), returns undefined and the general path takes over.
+   */
+  #syncFallback(fastest: E, key: string, dec: Decoder<unknown>): Promise<Loaded> | undefined {
+    const next = this.#slower[0];
+    const d = this.#d;
+    if (
+      this.#slower.length !== 1 ||
+      !next?.op.readSync ||
+      !fastest.op.writeSync ||
+      !d.plainSync(next, key) ||
+      !d.plainSync(fastest, key) ||
+      this.#byKey.has(key) ||
+      d.writeInProgress(key) ||
+      !d.available(next) ||
+      writeBackChannel.hasSubscribers
+    ) {
+      return undefined;
+    }
+    let stored: Uint8Array | undefined;
+    let value: unknown;
+    try {
+      stored = next.op.readSync(key);
+      if (stored === undefined) {
+        d.stats(next.name).misses++;
+        return Promise.reject(
+          new NotFoundError(`"${key}" not found in any profile (${fastest.name}, ${next.name})`, { key }),
+        );
+      }
+      value = dec(decodeJson(stored, { profile: next.name, key }));
+    } catch {
+      return undefined;
+    }
+    if (value instanceof Promise) return undefined;
+    const st = d.stats(next.name);
+    st.fallbacks++;
+    st.bytesRead += stored.length;
+    const fst = d.stats(fastest.name);
+    try {
+      const bytes = isCompressed(stored) ? stored : maybeCompress(stored);
+      fastest.op.writeSync(key, bytes);
+      fst.writeBacks++;
+      fst.bytesWritten += bytes.length;
+    } catch (err) {
+      fst.failures++;
+      d.logger.warn({ profile: fastest.name, key, err }, "write-back failed");
+    }
+    return Promise.resolve({ value, profile: next.name, writeBack: true });
   }
 
   async #readAsync(key: string, dec: Decoder<unknown>): Promise<Loaded> {

@@ -228,6 +228,11 @@ export class DeviceStorage {
           ? this.#expiry.write(entry.name, entry.op, key, bytes, at)
           : entry.op.write(key, bytes),
       purge: (entry, key) => this.#purge(entry, key),
+      plainSync: (entry, key) =>
+        entry.timeoutMs === undefined &&
+        entry.retries === 0 &&
+        !this.#expiry.active &&
+        !this.#queue.has(queueKey(entry.name, key)),
       observeSync: this.#live ? (entry, us) => this.#live?.success(entry.name, us) : undefined,
     });
   }

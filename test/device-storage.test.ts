@@ -294,6 +294,32 @@ describe("writes", () => {
     await expect(storage.saveValue("../bad", {})).rejects.toBeInstanceOf(InvalidKeyError);
   });
 
+  it("the synchronous fallback (memory over sqlite) writes back at once, and leaves the unusual to the general path", async () => {
+    const storage = track(
+      await DeviceStorage.fromSettings(
+        {
+          profiles: {
+            memory: { type: "memory", speed: "1" },
+            sqlite: { type: "sqlite", datadir: tempDir(), speed: "2" },
+          },
+        },
+        opts,
+      ),
+    );
+    const sqlite = storage.ops.get("sqlite")!.op;
+    const memory = storage.ops.get("memory")!.op;
+    await sqlite.write("f.json", '{"v":1}');
+    expect(await storage.loadValue("f.json")).toEqual({ value: { v: 1 }, profile: "sqlite", writeBack: true });
+    expect(text(memory.readSync!("f.json")!)).toBe('{"v":1}'); // already there, no flush needed
+    await expect(storage.loadValue("none.json")).rejects.toBeInstanceOf(NotFoundError);
+    await sqlite.write("bad.json", "{oops");
+    await expect(storage.loadValue("bad.json")).rejects.toBeInstanceOf(DeserializeError);
+    expect(await memory.exists("bad.json")).toBe(false);
+    const s = storage.stats();
+    expect(s.sqlite).toMatchObject({ fallbacks: 1, misses: 1 });
+    expect(s.memory).toMatchObject({ writeBacks: 1, misses: 3 });
+  });
+
   it("unknown profile names are a ProfileError listing the available ones, and nothing is written", async () => {
     const { storage, memory } = await twoTier();
     const err = await storage.saveValue("x.json", {}, { profiles: ["memory", "nope"] }).catch((e) => e);
