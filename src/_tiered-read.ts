@@ -203,7 +203,8 @@ export class TieredReader<E extends Entry = Entry> {
     const fst = d.stats(fastest.name);
     try {
       const bytes = isCompressed(stored) ? stored : maybeCompress(stored);
-      fastest.op.writeSync(key, bytes);
+      // The bytes were read for this load alone: the fastest profile may keep them.
+      fastest.op.writeSync(key, bytes, true);
       fst.writeBacks++;
       fst.bytesWritten += bytes.length;
     } catch (err) {

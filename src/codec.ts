@@ -51,6 +51,7 @@ export interface CodecContext {
   key?: string | undefined;
 }
 
+const utf8Encoder = new TextEncoder();
 // fatal: invalid UTF-8 is an error, as it is for serde_json, not silently U+FFFD.
 const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
 
@@ -173,7 +174,9 @@ export function encodeJson(value: unknown, context: CodecContext = {}): Uint8Arr
   if (text === undefined) {
     throw new PersistenceError(`Expected a JSON-serializable value${where(context)}, got ${typeof value}`, context);
   }
-  return maybeCompress(Buffer.from(text, "utf8"));
+  // TextEncoder gives the bytes their own allocation (not a slab of Buffer's pool), so a store
+  // that keeps them (the memory tier adopts them) keeps nothing else alive.
+  return maybeCompress(utf8Encoder.encode(text));
 }
 
 /**

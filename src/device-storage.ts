@@ -459,7 +459,7 @@ export class DeviceStorage {
     validateKey(key);
     const targets = this.#targets(options.profiles);
     const bytes = encodeJson(value, { key });
-    await this.#writeBytes(key, targets, bytes, options.ttlMs);
+    await this.#writeBytes(key, targets, bytes, options.ttlMs, true);
   }
 
   /**
@@ -472,13 +472,20 @@ export class DeviceStorage {
     await this.#writeBytes(key, targets, bytes, options.ttlMs);
   }
 
-  #writeBytes(key: string, targets: readonly ProfileEntry[], bytes: Uint8Array, ttlMs: number | undefined) {
+  /** `owned`: `bytes` were made for this save (by encodeJson) and may be kept as they are by an in-memory tier. */
+  #writeBytes(
+    key: string,
+    targets: readonly ProfileEntry[],
+    bytes: Uint8Array,
+    ttlMs: number | undefined,
+    owned = false,
+  ) {
     if (ttlMs !== undefined && (typeof ttlMs !== "number" || !(ttlMs > 0))) {
       throw new PersistenceError(`Expected \`ttlMs\` to be a positive number of milliseconds, got ${String(ttlMs)}`, {
         key,
       });
     }
-    if (ttlMs === undefined && this.#writeSyncAll(key, targets, bytes)) return;
+    if (ttlMs === undefined && this.#writeSyncAll(key, targets, bytes, owned)) return;
     const now = Date.now();
     return this.#writeAll(
       key,
@@ -502,7 +509,7 @@ export class DeviceStorage {
    * order, without a promise per profile. Returns false (nothing written)
    * when the async path is needed.
    */
-  #writeSyncAll(key: string, targets: readonly ProfileEntry[], bytes: Uint8Array): boolean {
+  #writeSyncAll(key: string, targets: readonly ProfileEntry[], bytes: Uint8Array, owned: boolean): boolean {
     if (saveChannel.hasSubscribers) return false;
     for (const e of targets) {
       if (
@@ -521,7 +528,7 @@ export class DeviceStorage {
     targets.forEach((e, i) => {
       const st = this.#stats.get(e.name)!;
       try {
-        e.op.writeSync!(key, bytes);
+        e.op.writeSync!(key, bytes, owned);
         st.bytesWritten += bytes.length;
         outcomes?.push({ profile: e.name, ok: true });
       } catch (err) {

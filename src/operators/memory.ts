@@ -20,6 +20,8 @@ interface Entry {
   mtime: number;
 }
 
+const encoder = new TextEncoder();
+
 const CAPABILITIES: OperatorCapabilities = Object.freeze({
   list: true,
   lastModified: true,
@@ -52,12 +54,13 @@ export function memoryOperator(options: MemoryOperatorOptions = {}): Operator {
     return e;
   };
 
-  const writeSync = (path: string, data: Uint8Array | string): void => {
+  const writeSync = (path: string, data: Uint8Array | string, adopt = false): void => {
     validateKey(path, scheme);
     state.check(path);
-    // Buffer.from copies (a Buffer's own slice() would not), from a pooled allocation.
+    // A copy in its own allocation: a Buffer's slice() would be a view, and Buffer.from's pooled
+    // slabs would keep the garbage around each cached value alive (2x the payload in RSS).
     map.set(path, {
-      data: typeof data === "string" ? Buffer.from(data, "utf8") : Buffer.from(data),
+      data: typeof data === "string" ? encoder.encode(data) : adopt ? data : new Uint8Array(data),
       mtime: Date.now(),
     });
   };

@@ -45,8 +45,10 @@ export interface Operator {
   /**
    * Synchronous write for in-process backends (memory, sqlite); throws as
    * `write` rejects. Lets a save to such profiles skip a promise per profile.
+   * With `adopt`, the caller hands `data` over and never touches it again, so
+   * an in-memory store may keep it without a copy.
    */
-  writeSync?(path: string, data: Uint8Array | string): void;
+  writeSync?(path: string, data: Uint8Array | string, adopt?: boolean): void;
   /** Size (and, where known, modification time); throws `NotFoundError` when absent. */
   stat(path: string): Promise<StatResult>;
   /** Deletes `path`; deleting a missing key succeeds. */

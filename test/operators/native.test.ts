@@ -27,6 +27,16 @@ const fsRoot = tempDir();
 describeOperatorConformance({ name: "fs", create: () => createOperator("fs", { root: fsRoot }) });
 
 describe("memory / dashmap", () => {
+  it("writeSync copies unless the caller hands the bytes over (adopt)", async () => {
+    const op = await createOperator("memory");
+    const mine = new Uint8Array([1, 2, 3]);
+    op.writeSync!("copied", mine);
+    expect(op.readSync!("copied")).not.toBe(mine);
+    const given = new Uint8Array([4, 5, 6]);
+    op.writeSync!("adopted", given, true);
+    expect(op.readSync!("adopted")).toBe(given);
+  });
+
   it("each instance is its own store", async () => {
     const a = await createOperator("dashmap");
     const b = await createOperator("dashmap");
