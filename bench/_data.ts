@@ -3,10 +3,12 @@
  * a `Document`, exactly 1,024 bytes each), and large JSON for the compression
  * scenario. Deterministic, so every run and every side sees the same bytes.
  */
+
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Document, type DocumentData } from "../src/domain/document.js";
+import { seededRandom } from "../src/operators/chaos.js";
 
 /** Size of one benchmark document's JSON, in bytes. */
 export const DOC_BYTES = 1024;
@@ -17,16 +19,7 @@ const WORDS =
   );
 
 /** A small deterministic PRNG (mulberry32), so data is the same on every run. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const prng = seededRandom;
 
 function words(rnd: () => number, chars: number): string {
   let s = "";
