@@ -83,8 +83,8 @@ export class ExpiryIndex {
     return index !== undefined && (!index.complete || index.expires.has(key));
   }
 
-  /** Writes `bytes` with its expiry (sidecar first, so a crash never leaves a value looking immortal). */
-  async write(profile: string, op: Operator, key: string, bytes: Uint8Array, expiresAt: number | undefined) {
+  /** Writes `bytes` (or text) with its expiry (sidecar first, so a crash never leaves a value looking immortal). */
+  async write(profile: string, op: Operator, key: string, bytes: Uint8Array | string, expiresAt: number | undefined) {
     const index = this.#index(profile);
     if (expiresAt !== undefined) {
       if (!index.marked) {

@@ -8,11 +8,12 @@
 
 import { performance } from "node:perf_hooks";
 import { traced, writeBackChannel } from "./_channels.js";
-import { decodeJson, isCompressed, maybeCompress } from "./codec.js";
+import { forEachLimit } from "./_limit.js";
+import { decodeStored, recompressStored, storedSize } from "./codec.js";
 import type { ProfileStats } from "./device-storage.js";
 import { BackendError, DeserializeError, NotFoundError, PersistenceError } from "./errors.js";
 import type { Logger } from "./logger.js";
-import type { Operator } from "./operators/types.js";
+import type { Operator, StoredValue } from "./operators/types.js";
 
 /**
  * Turns parsed JSON into the caller's type, or throws (any error) when the
@@ -35,6 +36,9 @@ export interface Loaded {
   writeBack: boolean;
 }
 
+/** One key's outcome in a load of many keys. */
+export type LoadOutcome<T> = { ok: true; value: T; profile: string; writeBack: boolean } | { ok: false; error: Error };
+
 export interface TieredReaderDeps<E extends Entry> {
   ranked: readonly E[];
   logger: Logger;
@@ -50,8 +54,8 @@ export interface TieredReaderDeps<E extends Entry> {
   observeSync?(entry: E, us: number): void;
   /** Expiry (ms since epoch) of `key` in a profile, if it has one (TTL); a promise when it must be read. */
   expiresAt(entry: E, key: string): number | undefined | Promise<number | undefined>;
-  /** Writes a write-back's bytes with their expiry (or clearing an old one). */
-  store(entry: E, key: string, bytes: Uint8Array, expiresAt: number | undefined): Promise<void>;
+  /** Writes a write-back's value (bytes or text) with its expiry (or clearing an old one). */
+  store(entry: E, key: string, data: Uint8Array | string, expiresAt: number | undefined): Promise<void>;
   /** Removes an expired value from a profile, in the background. */
   purge(entry: E, key: string): void;
   /**
@@ -74,8 +78,8 @@ interface Found {
   profile: string;
   /** Its expiry in that profile (carried to the write-back, so a TTL is never extended). */
   expiresAt: number | undefined;
-  /** Bytes as stored in that profile. */
-  stored: Uint8Array;
+  /** The value as stored in that profile. */
+  stored: StoredValue;
   value: unknown;
 }
 
@@ -126,6 +130,81 @@ export class TieredReader<E extends Entry = Entry> {
     }>;
   }
 
+  /**
+   * Many loads at once, each with the result `load` would give (or its error),
+   * in the order of `keys`. Hits in a synchronous fastest profile are read in
+   * one pass (batched where the driver can), decoded and settled without a
+   * promise each; every other key (a miss, a TTL to check, a value that does
+   * not decode, an async decoder, a failure) takes the general path, at most
+   * `concurrency` at a time.
+   */
+  async loadMany(
+    keys: readonly string[],
+    decode: Decoder<unknown> | undefined,
+    concurrency: number,
+  ): Promise<LoadOutcome<unknown>[]> {
+    const dec = decode ?? identity;
+    const out = new Array<LoadOutcome<unknown>>(keys.length);
+    const fastest = this.#fastest;
+    const op = fastest.op;
+    const rest: number[] = [];
+    const missed: number[] = [];
+    let stored: (StoredValue | undefined)[] | undefined;
+    if ((op.readManyStoredSync || op.readStoredSync || op.readSync) && this.#d.available(fastest)) {
+      try {
+        stored = op.readManyStoredSync ? op.readManyStoredSync(keys) : keys.map((k) => readStoredSync(op, k));
+      } catch {
+        // A bad key or a failing profile: every key takes the general path, which says which and why.
+      }
+    }
+    if (stored === undefined) {
+      for (let i = 0; i < keys.length; i++) rest.push(i);
+    } else {
+      const st = this.#d.stats(fastest.name);
+      for (let i = 0; i < keys.length; i++) {
+        const v = stored[i];
+        if (v === undefined) {
+          st.misses++;
+          missed.push(i);
+          continue;
+        }
+        const key = keys[i]!;
+        if (this.#d.expiresAt(fastest, key) !== undefined) {
+          rest.push(i);
+          continue;
+        }
+        let value: unknown;
+        try {
+          value = dec(decodeStored(v.data, { profile: fastest.name, key }));
+        } catch {
+          rest.push(i);
+          continue;
+        }
+        if (value instanceof Promise) {
+          value.catch(() => {}); // decoded again on the general path
+          rest.push(i);
+          continue;
+        }
+        st.hits++;
+        st.bytesRead += v.size;
+        out[i] = { ok: true, value, profile: fastest.name, writeBack: false };
+      }
+    }
+    const general = [...missed.map((i) => [i, true] as const), ...rest.map((i) => [i, false] as const)];
+    await forEachLimit(general, concurrency, async ([i, wasMissed]) => {
+      const key = keys[i]!;
+      try {
+        const r = await (wasMissed
+          ? (this.#syncFallback(fastest, key, dec) ?? this.#afterFastest(fastest, key, dec, { kind: "missing" }))
+          : this.#load(key, dec));
+        out[i] = { ok: true, value: r.value, profile: r.profile, writeBack: r.writeBack };
+      } catch (err) {
+        out[i] = { ok: false, error: err as Error };
+      }
+    });
+    return out;
+  }
+
   #load(key: string, dec: Decoder<unknown>): Promise<Loaded> {
     const fastest = this.#fastest;
     const st = this.#d.stats(fastest.name);
@@ -133,15 +212,15 @@ export class TieredReader<E extends Entry = Entry> {
       return this.#afterFastest(fastest, key, dec, { kind: "failed", error: breakerOpen(fastest.name) });
     }
     // Tier 0 answers synchronously where it can: a hit costs no extra promise hops.
-    if (fastest.op.readSync) {
-      let bytes: Uint8Array | undefined;
+    if (fastest.op.readSync || fastest.op.readStoredSync) {
+      let bytes: StoredValue | undefined;
       try {
         // Latency is sampled (1 read in 16): timing every hit would cost more than the hit.
         if (this.#d.observeSync && (++this.#syncReads & 15) === 0) {
           const t0 = performance.now();
-          bytes = fastest.op.readSync(key);
+          bytes = readStoredSync(fastest.op, key);
           this.#d.observeSync(fastest, (performance.now() - t0) * 1000);
-        } else bytes = fastest.op.readSync(key);
+        } else bytes = readStoredSync(fastest.op, key);
       } catch (err) {
         if (!(err instanceof PersistenceError) || err.code === "E_INVALID_KEY" || err.code === "E_CLOSED") {
           return Promise.reject(err);
@@ -171,7 +250,7 @@ export class TieredReader<E extends Entry = Entry> {
     const d = this.#d;
     if (
       this.#slower.length !== 1 ||
-      !next?.op.readSync ||
+      !(next?.op.readSync || next?.op.readStoredSync) ||
       !fastest.op.writeSync ||
       !d.plainSync(next, key) ||
       !d.plainSync(fastest, key) ||
@@ -182,31 +261,31 @@ export class TieredReader<E extends Entry = Entry> {
     ) {
       return undefined;
     }
-    let stored: Uint8Array | undefined;
+    let stored: StoredValue | undefined;
     let value: unknown;
     try {
-      stored = next.op.readSync(key);
+      stored = readStoredSync(next.op, key);
       if (stored === undefined) {
         d.stats(next.name).misses++;
         return Promise.reject(
           new NotFoundError(`"${key}" not found in any profile (${fastest.name}, ${next.name})`, { key }),
         );
       }
-      value = dec(decodeJson(stored, { profile: next.name, key }));
+      value = dec(decodeStored(stored.data, { profile: next.name, key }));
     } catch {
       return undefined;
     }
     if (value instanceof Promise) return undefined;
     const st = d.stats(next.name);
     st.fallbacks++;
-    st.bytesRead += stored.length;
+    st.bytesRead += stored.size;
     const fst = d.stats(fastest.name);
     try {
-      const bytes = isCompressed(stored) ? stored : maybeCompress(stored);
+      const data = recompressStored(stored.data);
       // The bytes were read for this load alone: the fastest profile may keep them.
-      fastest.op.writeSync(key, bytes, true);
+      fastest.op.writeSync(key, data, true);
       fst.writeBacks++;
-      fst.bytesWritten += bytes.length;
+      fst.bytesWritten += data === stored.data ? stored.size : storedSize(data);
     } catch (err) {
       fst.failures++;
       d.logger.warn({ profile: fastest.name, key, err }, "write-back failed");
@@ -216,9 +295,10 @@ export class TieredReader<E extends Entry = Entry> {
 
   async #readAsync(key: string, dec: Decoder<unknown>): Promise<Loaded> {
     const fastest = this.#fastest;
-    let bytes: Uint8Array;
+    let bytes: StoredValue;
     try {
-      bytes = await this.#d.call(fastest, "read", key, () => fastest.op.read(key));
+      const data = await this.#d.call(fastest, "read", key, () => fastest.op.read(key));
+      bytes = { data, size: data.length };
     } catch (err) {
       if (err instanceof NotFoundError) {
         this.#d.stats(fastest.name).misses++;
@@ -231,7 +311,7 @@ export class TieredReader<E extends Entry = Entry> {
   }
 
   /** A tier-0 hit that has expired is a miss (and is purged in the background). */
-  #checkExpiry(key: string, bytes: Uint8Array, dec: Decoder<unknown>): Promise<Loaded> {
+  #checkExpiry(key: string, bytes: StoredValue, dec: Decoder<unknown>): Promise<Loaded> {
     const fastest = this.#fastest;
     const at = this.#d.expiresAt(fastest, key);
     if (at === undefined) return this.#decodeFastest(key, bytes, dec);
@@ -246,12 +326,12 @@ export class TieredReader<E extends Entry = Entry> {
       : at.then(decide, (err) => this.#afterFastest(fastest, key, dec, { kind: "failed", error: err }));
   }
 
-  #decodeFastest(key: string, bytes: Uint8Array, dec: Decoder<unknown>): Promise<Loaded> {
+  #decodeFastest(key: string, bytes: StoredValue, dec: Decoder<unknown>): Promise<Loaded> {
     const fastest = this.#fastest;
     const st = this.#d.stats(fastest.name);
     let parsed: unknown;
     try {
-      parsed = decodeJson(bytes, { profile: fastest.name, key });
+      parsed = decodeStored(bytes.data, { profile: fastest.name, key });
     } catch (err) {
       return this.#afterFastest(fastest, key, dec, { kind: "failed", error: err as Error });
     }
@@ -265,14 +345,14 @@ export class TieredReader<E extends Entry = Entry> {
       return value.then(
         (v) => {
           st.hits++;
-          st.bytesRead += bytes.length;
+          st.bytesRead += bytes.size;
           return { value: v, profile: fastest.name, writeBack: false };
         },
         (err) => this.#afterFastest(fastest, key, dec, { kind: "failed", error: mismatch(fastest.name, key, err) }),
       );
     }
     st.hits++;
-    st.bytesRead += bytes.length;
+    st.bytesRead += bytes.size;
     return Promise.resolve({ value, profile: fastest.name, writeBack: false });
   }
 
@@ -327,7 +407,7 @@ export class TieredReader<E extends Entry = Entry> {
     if (owner) this.#writeBack(key, found, flight);
     // The first caller takes the decoded value; others get their own copy.
     let value = found.value;
-    if (flight.claimed) value = await dec(decodeJson(found.stored, { profile: found.profile, key }));
+    if (flight.claimed) value = await dec(decodeStored(found.stored.data, { profile: found.profile, key }));
     flight.claimed = true;
     return { value, profile: found.profile, writeBack: owner && found.profile !== this.#fastest.name };
   }
@@ -342,9 +422,10 @@ export class TieredReader<E extends Entry = Entry> {
         attempts.push([e.name, { kind: "failed", error: breakerOpen(e.name) }]);
         continue;
       }
-      let stored: Uint8Array;
+      let stored: StoredValue;
       try {
-        stored = await this.#d.call(e, "read", key, () => e.op.read(key));
+        const data = await this.#d.call(e, "read", key, () => e.op.read(key));
+        stored = { data, size: data.length };
       } catch (err) {
         if (err instanceof NotFoundError) {
           st.misses++;
@@ -371,7 +452,7 @@ export class TieredReader<E extends Entry = Entry> {
         continue;
       }
       try {
-        const parsed = decodeJson(stored, { profile: e.name, key });
+        const parsed = decodeStored(stored.data, { profile: e.name, key });
         let value: unknown;
         try {
           value = await dec(parsed);
@@ -379,7 +460,7 @@ export class TieredReader<E extends Entry = Entry> {
           throw mismatch(e.name, key, err);
         }
         st.fallbacks++;
-        st.bytesRead += stored.length;
+        st.bytesRead += stored.size;
         this.#d.logger.debug({ profile: e.name, key }, "loaded from fallback profile");
         return { profile: e.name, stored, value, expiresAt };
       } catch (err) {
@@ -406,15 +487,16 @@ export class TieredReader<E extends Entry = Entry> {
             st.writeBacksSkipped++;
             return;
           }
-          const bytes = isCompressed(found.stored) ? found.stored : maybeCompress(found.stored);
-          const context = { key, profile: fastest.name, from: found.profile, bytes: bytes.length };
+          const data = recompressStored(found.stored.data);
+          const size = data === found.stored.data ? found.stored.size : storedSize(data);
+          const context = { key, profile: fastest.name, from: found.profile, bytes: size };
           if (found.expiresAt !== undefined && found.expiresAt <= Date.now()) {
             st.writeBacksSkipped++;
             return;
           }
-          await traced(writeBackChannel, context, () => this.#d.store(fastest, key, bytes, found.expiresAt));
+          await traced(writeBackChannel, context, () => this.#d.store(fastest, key, data, found.expiresAt));
           st.writeBacks++;
-          st.bytesWritten += bytes.length;
+          st.bytesWritten += size;
           this.#d.logger.debug({ profile: fastest.name, key, from: found.profile }, "write-back");
         }),
       )
@@ -428,6 +510,13 @@ export class TieredReader<E extends Entry = Entry> {
       });
     this.#pending.add(task);
   }
+}
+
+/** A synchronous read in the form the store keeps the value (text where it can). */
+function readStoredSync(op: Operator, key: string): StoredValue | undefined {
+  if (op.readStoredSync) return op.readStoredSync(key);
+  const data = op.readSync!(key);
+  return data === undefined ? undefined : { data, size: data.length };
 }
 
 function breakerOpen(profile: string): BackendError {

@@ -16,6 +16,7 @@
 import { createRequire } from "node:module";
 import type * as ZstdBinding from "zstd-napi/binding.js";
 import { DeserializeError, PersistenceError } from "./errors.js";
+import type { StoredValue } from "./operators/types.js";
 
 /** Values of at least this many bytes (1 MiB) are compressed, as in the Rust crate. */
 export const COMPRESSION_THRESHOLD = 1_048_576;
@@ -162,6 +163,12 @@ export function maybeDecompress(bytes: Uint8Array, options?: DecompressOptions):
  * await operator.write("document_doc_1.json", bytes);
  */
 export function encodeJson(value: unknown, context: CodecContext = {}): Uint8Array {
+  // TextEncoder gives the bytes their own allocation (not a slab of Buffer's pool), so a store
+  // that keeps them (the memory tier adopts them) keeps nothing else alive.
+  return maybeCompress(utf8Encoder.encode(stringify(value, context)));
+}
+
+function stringify(value: unknown, context: CodecContext): string {
   let text: string | undefined;
   try {
     text = JSON.stringify(value);
@@ -174,9 +181,60 @@ export function encodeJson(value: unknown, context: CodecContext = {}): Uint8Arr
   if (text === undefined) {
     throw new PersistenceError(`Expected a JSON-serializable value${where(context)}, got ${typeof value}`, context);
   }
-  // TextEncoder gives the bytes their own allocation (not a slab of Buffer's pool), so a store
-  // that keeps them (the memory tier adopts them) keeps nothing else alive.
-  return maybeCompress(utf8Encoder.encode(text));
+  return text;
+}
+
+/**
+ * {@link encodeJson} for the in-process save path: a value that stays
+ * uncompressed is handed on as its JSON text (which stands for exactly its
+ * UTF-8 bytes), so a memory or sqlite profile stores it without an encoding
+ * pass; a large one is encoded and compressed as `encodeJson` does.
+ * `JSON.stringify` never yields lone surrogates, so the text is well-formed.
+ */
+export function encodeJsonStored(value: unknown, context: CodecContext = {}): StoredValue {
+  const text = stringify(value, context);
+  const size = Buffer.byteLength(text, "utf8");
+  if (size < COMPRESSION_THRESHOLD) return { data: text, size };
+  const data = maybeCompress(utf8Encoder.encode(text));
+  return { data, size: data.length };
+}
+
+/** The stored byte length of a value held as bytes or as text. */
+export function storedSize(data: Uint8Array | string): number {
+  return typeof data === "string" ? Buffer.byteLength(data, "utf8") : data.length;
+}
+
+/** The stored bytes of a value held as bytes or as text (text is encoded). */
+export function storedBytes(data: Uint8Array | string): Uint8Array {
+  return typeof data === "string" ? utf8Encoder.encode(data) : data;
+}
+
+/**
+ * {@link decodeJson} for a value held as bytes or as text. Text gives the
+ * same result and the same errors as its UTF-8 bytes would: one leading BOM
+ * is dropped (as `TextDecoder` does), and text starting with `ZSTD` goes
+ * through the bytes path (it cannot be a zstd frame, so it is refused there).
+ */
+export function decodeStored(data: Uint8Array | string, context: CodecContext & DecompressOptions = {}): unknown {
+  if (typeof data !== "string") return decodeJson(data, context);
+  if (data.length > 4 && data.startsWith("ZSTD")) return decodeJson(utf8Encoder.encode(data), context);
+  try {
+    return JSON.parse(data.charCodeAt(0) === 0xfeff ? data.slice(1) : data);
+  } catch (cause) {
+    throw notJson({ profile: context.profile, key: context.key }, cause);
+  }
+}
+
+/**
+ * What a write-back stores: bytes already compressed as they are, anything
+ * else through {@link maybeCompress} (text short enough to stay uncompressed
+ * is kept as text).
+ */
+export function recompressStored(data: Uint8Array | string): Uint8Array | string {
+  if (typeof data === "string") {
+    return data.length * 3 < COMPRESSION_THRESHOLD ? data : maybeCompress(utf8Encoder.encode(data));
+  }
+  return isCompressed(data) ? data : maybeCompress(data);
 }
 
 /**
@@ -216,8 +274,12 @@ export function decodeJson(bytes: Uint8Array, context: CodecContext & Decompress
   try {
     return JSON.parse(text);
   } catch (cause) {
-    throw new DeserializeError(`Value${where(ctx)} is not valid JSON: ${messageOf(cause)}`, { ...ctx, cause });
+    throw notJson(ctx, cause);
   }
+}
+
+function notJson(ctx: CodecContext, cause: unknown): DeserializeError {
+  return new DeserializeError(`Value${where(ctx)} is not valid JSON: ${messageOf(cause)}`, { ...ctx, cause });
 }
 
 /**

@@ -6,8 +6,8 @@ import { KeyedQueue } from "./_keyed-queue.js";
 import { checkConcurrency, forEachLimit } from "./_limit.js";
 import { LiveRanking, type LiveRankingOptions } from "./_live-ranking.js";
 import { asProfileError, type OpenedProfile, openProfile, probeReach, probeTime, withTimeout } from "./_profiles.js";
-import { type Decoder, isCallerError, TieredReader } from "./_tiered-read.js";
-import { encodeJson } from "./codec.js";
+import { type Decoder, isCallerError, type LoadOutcome, TieredReader } from "./_tiered-read.js";
+import { encodeJsonStored } from "./codec.js";
 import {
   BackendError,
   NoOperatorError,
@@ -100,6 +100,9 @@ export interface LoadResult<T> {
   /** Whether a write-back to the fastest profile was scheduled. */
   writeBack: boolean;
 }
+
+/** One key's outcome in {@link DeviceStorage.loadValues}: a {@link LoadResult} with `ok: true`, or the error. */
+export type { LoadOutcome };
 
 /** What {@link DeviceStorage.cachePrefetch} did. */
 export interface PrefetchResult {
@@ -218,7 +221,7 @@ export class DeviceStorage {
         entry.timeoutMs === undefined &&
         entry.retries === 0 &&
         !this.#expiry.active &&
-        !this.#queue.has(queueKey(entry.name, key)),
+        !this.#hasQueued(entry.name, key),
       observeSync: this.#live ? (entry, us) => this.#live?.success(entry.name, us) : undefined,
     });
   }
@@ -441,28 +444,42 @@ export class DeviceStorage {
    * @throws PartialWriteError listing every profile's outcome if any write failed.
    * @throws ProfileError for an unknown profile name (nothing is written).
    */
-  async saveValue(key: string, value: unknown, options: SaveOptions = {}): Promise<void> {
-    validateKey(key);
-    const targets = this.#targets(options.profiles);
-    const bytes = encodeJson(value, { key });
-    await this.#writeBytes(key, targets, bytes, options.ttlMs, true);
+  saveValue(key: string, value: unknown, options: SaveOptions = {}): Promise<void> {
+    // Not `async`: a save done synchronously (in-process profiles) returns a settled promise
+    // without an extra await; every error still arrives as a rejection.
+    try {
+      validateKey(key);
+      const targets = this.#targets(options.profiles);
+      const { data, size } = encodeJsonStored(value, { key });
+      return this.#writeBytes(key, targets, data, size, options.ttlMs, true) ?? SAVED;
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /**
    * Saves already-encoded bytes (as stored: `ZSTD` frame or raw) to every profile or the named ones.
    * @throws PartialWriteError, ProfileError as {@link saveValue}.
    */
-  async saveBytes(key: string, bytes: Uint8Array, options: SaveOptions = {}): Promise<void> {
-    validateKey(key);
-    const targets = this.#targets(options.profiles);
-    await this.#writeBytes(key, targets, bytes, options.ttlMs);
+  saveBytes(key: string, bytes: Uint8Array, options: SaveOptions = {}): Promise<void> {
+    try {
+      validateKey(key);
+      const targets = this.#targets(options.profiles);
+      return this.#writeBytes(key, targets, bytes, bytes.length, options.ttlMs) ?? SAVED;
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
-  /** `owned`: `bytes` were made for this save (by encodeJson) and may be kept as they are by an in-memory tier. */
+  /**
+   * `bytes`: as stored, or the JSON text standing for them (`size` bytes). `owned`: they were made
+   * for this save (by the encoder) and may be kept as they are by an in-memory tier.
+   */
   #writeBytes(
     key: string,
     targets: readonly ProfileEntry[],
-    bytes: Uint8Array,
+    bytes: Uint8Array | string,
+    size: number,
     ttlMs: number | undefined,
     owned = false,
   ) {
@@ -471,7 +488,7 @@ export class DeviceStorage {
         key,
       });
     }
-    if (ttlMs === undefined && this.#writeSyncAll(key, targets, bytes, owned)) return;
+    if (ttlMs === undefined && this.#writeSyncAll(key, targets, bytes, size, owned)) return;
     const now = Date.now();
     return this.#writeAll(
       key,
@@ -484,7 +501,7 @@ export class DeviceStorage {
           ? this.#expiry.write(e.name, e.op, key, bytes, at)
           : e.op.write(key, bytes);
       },
-      bytes.length,
+      size,
     );
   }
 
@@ -495,7 +512,13 @@ export class DeviceStorage {
    * order, without a promise per profile. Returns false (nothing written)
    * when the async path is needed.
    */
-  #writeSyncAll(key: string, targets: readonly ProfileEntry[], bytes: Uint8Array, owned: boolean): boolean {
+  #writeSyncAll(
+    key: string,
+    targets: readonly ProfileEntry[],
+    bytes: Uint8Array | string,
+    size: number,
+    owned: boolean,
+  ): boolean {
     if (saveChannel.hasSubscribers) return false;
     for (const e of targets) {
       if (
@@ -503,7 +526,7 @@ export class DeviceStorage {
         e.timeoutMs !== undefined ||
         e.retries > 0 ||
         e.defaultTtlMs !== undefined ||
-        this.#queue.has(queueKey(e.name, key)) ||
+        this.#hasQueued(e.name, key) ||
         this.#expiry.needsMeta(e.name, key, undefined)
       ) {
         return false;
@@ -515,7 +538,7 @@ export class DeviceStorage {
       const st = this.#stats.get(e.name)!;
       try {
         e.op.writeSync!(key, bytes, owned);
-        st.bytesWritten += bytes.length;
+        st.bytesWritten += size;
         outcomes?.push({ profile: e.name, ok: true });
       } catch (err) {
         if (isCallerError(err)) throw err;
@@ -561,6 +584,53 @@ export class DeviceStorage {
     if (this.#live && (++this.#loads & 31) === 0) this.#healthCheck();
     if (!loadChannel.hasSubscribers) return this.#reader.load(key, decode);
     return loadChannel.tracePromise(() => this.#reader.load(key, decode), { key });
+  }
+
+  /**
+   * Loads many keys, each as {@link loadValue} would (fastest profile first,
+   * fallback, write-back, schema evolution), and never rejects for one key:
+   * each outcome is `{ ok: true, value, profile, writeBack }` or
+   * `{ ok: false, error }` (a `NotFoundError` for an absent key), in the order
+   * of `keys`. Hits in an in-process fastest profile are read in one pass
+   * (sqlite: one SELECT per 32 keys); the other keys are loaded at most
+   * `concurrency` at a time.
+   *
+   * @throws PersistenceError if `keys` is not an array or `concurrency` is not a positive integer;
+   *   ClosedError if the storage is closed.
+   * @example
+   * const out = await storage.loadValues(["a.json", "b.json"]);
+   * for (const o of out) if (o.ok) use(o.value); else if (!(o.error instanceof NotFoundError)) throw o.error;
+   */
+  async loadValues<T = unknown>(
+    keys: readonly string[],
+    decode?: Decoder<T>,
+    options: { concurrency?: number | undefined } = {},
+  ): Promise<LoadOutcome<T>[]> {
+    const concurrency = checkConcurrency(options.concurrency ?? 16);
+    if (!Array.isArray(keys)) {
+      throw new PersistenceError(`Expected \`keys\` to be an array of strings, got ${typeof keys}`);
+    }
+    this.#checkOpen();
+    if (loadChannel.hasSubscribers) {
+      // Traced: one load span per key, as loadValue gives.
+      const out = new Array<LoadOutcome<T>>(keys.length);
+      await forEachLimit(keys, concurrency, async (key, i) => {
+        try {
+          out[i] = { ok: true, ...(await this.loadValue(key, decode)) };
+        } catch (err) {
+          out[i] = { ok: false, error: err as Error };
+        }
+      });
+      return out;
+    }
+    if (this.#live) {
+      const before = this.#loads;
+      this.#loads += keys.length;
+      if (this.#loads >> 5 !== before >> 5) this.#healthCheck();
+    }
+    return this.#reader.loadMany(keys, decode as Decoder<unknown> | undefined, concurrency) as Promise<
+      LoadOutcome<T>[]
+    >;
   }
 
   /**
@@ -816,6 +886,11 @@ export class DeviceStorage {
    * and if it lands after all, the newest write started meanwhile is applied
    * once more behind it, so the last call still wins.
    */
+  /** Whether a write of (profile, key) is queued or running. (No string is built when nothing is queued.) */
+  #hasQueued(profile: string, key: string): boolean {
+    return this.#queue.size > 0 && this.#queue.has(queueKey(profile, key));
+  }
+
   #queued<T>(entry: ProfileEntry, what: string, key: string, fn: () => Promise<T>): Promise<T> {
     const base = entry.retries > 0 ? () => this.#retrying(entry, what, key, fn) : fn;
     const qk = queueKey(entry.name, key);
@@ -930,6 +1005,9 @@ export class DeviceStorage {
     }
   }
 }
+
+/** What a save done synchronously returns (settled; nothing to wait for). */
+const SAVED: Promise<void> = Promise.resolve();
 
 function queueKey(profile: string, key: string): string {
   return `${profile}\0${key}`;

@@ -28,6 +28,7 @@ export {
   type CleanupReport,
   DeviceStorage,
   type DeviceStorageOptions,
+  type LoadOutcome,
   type LoadResult,
   PROBE_KEY_PREFIX,
   type PrefetchResult,
@@ -55,6 +56,13 @@ export { type CreateOperatorContext, createOperator, NATIVE_SCHEMES } from "./op
 export { type MemoryOperatorOptions, memoryOperator } from "./operators/memory.js";
 export { parseSize, type QuotaOptions, quotaOperator } from "./operators/quota.js";
 export { type SqliteOperatorOptions, sqliteOperator } from "./operators/sqlite.js";
-export type { Operator, OperatorCapabilities, OperatorOptions, QuotaUsage, StatResult } from "./operators/types.js";
+export type {
+  Operator,
+  OperatorCapabilities,
+  OperatorOptions,
+  QuotaUsage,
+  StatResult,
+  StoredValue,
+} from "./operators/types.js";
 export { Persistable, type PersistableClass, schemaDecoder } from "./persistable.js";
 export * from "./settings/index.js";

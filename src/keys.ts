@@ -13,6 +13,9 @@ export const MAX_KEY_BYTES = 1024;
  * @throws InvalidKeyError naming what was wrong.
  */
 export function validateKey(path: unknown, profile?: string): string {
+  // A save checks its key in the storage and again in each driver: the same string, so the
+  // last key found valid is remembered (validity depends only on the text).
+  if (path === lastValid) return path as string;
   if (typeof path !== "string") {
     throw new InvalidKeyError(`Expected key to be a string, got ${path === null ? "null" : typeof path}`, { profile });
   }
@@ -37,8 +40,11 @@ export function validateKey(path: unknown, profile?: string): string {
     } else if (c === 0) return badKey(path, "contains NUL", profile);
     else if (c === 92) return badKey(path, "contains a backslash", profile);
   }
+  lastValid = path;
   return path;
 }
+
+let lastValid: string | undefined;
 
 function badKey(path: string, why: string, profile: string | undefined): never {
   const shown = path.length > 80 ? `${path.slice(0, 80)}...` : path;

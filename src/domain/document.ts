@@ -11,24 +11,35 @@
  */
 
 import type { StandardSchemaV1 } from "@standard-schema/spec";
-import { checkConcurrency, forEachLimit } from "../_limit.js";
+import { checkConcurrency } from "../_limit.js";
 import { DeviceStorage } from "../device-storage.js";
 import { NotFoundError, PersistenceError } from "../errors.js";
-import { Persistable } from "../persistable.js";
+import { normalizeKey } from "../keys.js";
+import { adoptLoaded, FAST_DECODER, Persistable, schemaDecoder } from "../persistable.js";
 
 // ---------------------------------------------------------------------------
 // serde-like readers (internal: used by the domain schemas, not re-exported)
 // ---------------------------------------------------------------------------
 
-/** @internal Path of a value inside the JSON being read. */
-export type SerdePath = readonly PropertyKey[];
+/**
+ * @internal Path of a value inside the JSON being read: a linked list from the
+ * innermost key up (`undefined` is the root), built as reading descends and
+ * turned into an array only for an issue, so a valid value costs no arrays.
+ */
+export type SerdePath = { readonly up: SerdePath; readonly key: PropertyKey } | undefined;
+
+function pathArray(p: SerdePath): PropertyKey[] {
+  const out: PropertyKey[] = [];
+  for (let n = p; n !== undefined; n = n.up) out.push(n.key);
+  return out.reverse();
+}
 
 /** @internal Collects issues while a value is read. */
 export class SerdeReader {
   readonly issues: StandardSchemaV1.Issue[] = [];
   /** Records an issue and returns `placeholder` so reading can go on and report every issue. */
   fail<T>(path: SerdePath, message: string, placeholder: T): T {
-    if (this.issues.length < 50) this.issues.push({ message, path: [...path] });
+    if (this.issues.length < 50) this.issues.push({ message, path: pathArray(path) });
     return placeholder;
   }
 }
@@ -94,7 +105,7 @@ export function nullable<T>(parse: Parse<T>): Parse<T | null> {
 export function arrayOf<T>(parse: Parse<T>): Parse<T[]> {
   return (v, r, p) => {
     if (!Array.isArray(v)) return r.fail(p, `expected an array, got ${describeJson(v)}`, []);
-    return v.map((item, i) => parse(item, r, [...p, i]));
+    return v.map((item, i) => parse(item, r, { up: p, key: i }));
   };
 }
 
@@ -103,7 +114,7 @@ export function mapOf<T>(parse: Parse<T>): Parse<Map<string, T>> {
   return (v, r, p) => {
     const o = jsonObject(v, r, p, "a map");
     const out = new Map<string, T>();
-    if (o) for (const [k, item] of Object.entries(o)) out.set(k, parse(item, r, [...p, k]));
+    if (o) for (const [k, item] of Object.entries(o)) out.set(k, parse(item, r, { up: p, key: k }));
     return out;
   };
 }
@@ -153,10 +164,10 @@ export function field<T>(
 ): T {
   // `undefined` counts as missing: JSON.stringify leaves such a property out.
   if (!Object.hasOwn(o, key) || o[key] === undefined) {
-    if (ifMissing === REQUIRED) return r.fail([...p, key], `missing field \`${key}\``, undefined as T);
+    if (ifMissing === REQUIRED) return r.fail({ up: p, key }, `missing field \`${key}\``, undefined as T);
     return ifMissing();
   }
-  return parse(o[key], r, [...p, key]);
+  return parse(o[key], r, { up: p, key });
 }
 
 /** @internal Option fields: missing or `null` is `None`. */
@@ -170,7 +181,7 @@ export function serdeSchema<T>(parse: Parse<T>): StandardSchemaV1<unknown, T> {
       vendor: "terraphim-persistence",
       validate(value: unknown): StandardSchemaV1.Result<T> {
         const r = new SerdeReader();
-        const out = parse(value, r, []);
+        const out = parse(value, r, undefined);
         return r.issues.length > 0 ? { issues: r.issues } : { value: out };
       },
     },
@@ -240,14 +251,24 @@ export interface DocumentData {
   quality_score?: QualityScore | null | undefined;
 }
 
+// Field readers are built once (not per value read: this runs for every document loaded).
+const optStr = nullable(str);
+const optFloat = nullable(float);
+const optTimestamp = nullable(timestamp);
+const optU64 = nullable(uint("u64"));
+const optU8 = nullable(uint("u8"));
+const docType = oneOf(DOCUMENT_TYPES);
+const no = (): false => false;
+const kgEntry = (): DocumentType => "kg_entry";
+
 const routeDirective: Parse<RouteDirective> = (v, r, p) => {
   const o = jsonObject(v, r, p, "struct RouteDirective");
   if (!o) return { provider: "", model: "", action: null, is_free: false };
   return {
     provider: field(o, "provider", str, r, p, REQUIRED),
     model: field(o, "model", str, r, p, REQUIRED),
-    action: field(o, "action", nullable(str), r, p, none),
-    is_free: field(o, "is_free", bool, r, p, () => false),
+    action: field(o, "action", optStr, r, p, none),
+    is_free: field(o, "is_free", bool, r, p, no),
   };
 };
 
@@ -255,48 +276,59 @@ const qualityScore: Parse<QualityScore> = (v, r, p) => {
   const o = jsonObject(v, r, p, "struct QualityScore");
   if (!o) return { knowledge: null, logic: null, structure: null, last_evaluated: null };
   return {
-    knowledge: field(o, "knowledge", nullable(float), r, p, none),
-    logic: field(o, "logic", nullable(float), r, p, none),
-    structure: field(o, "structure", nullable(float), r, p, none),
-    last_evaluated: field(o, "last_evaluated", nullable(timestamp), r, p, none),
+    knowledge: field(o, "knowledge", optFloat, r, p, none),
+    logic: field(o, "logic", optFloat, r, p, none),
+    structure: field(o, "structure", optFloat, r, p, none),
+    last_evaluated: field(o, "last_evaluated", optTimestamp, r, p, none),
   };
 };
 
 const strings = nullable(arrayOf(str));
+const optRoute = nullable(routeDirective);
+const optQuality = nullable(qualityScore);
+
+/** Reads the fields of a stored Document into `doc` (every field is set). */
+function readDocument<D extends DocumentData>(o: Record<string, unknown>, r: SerdeReader, p: SerdePath, doc: D): D {
+  // No #[serde(default)]: required.
+  doc.id = field(o, "id", str, r, p, REQUIRED);
+  doc.url = field(o, "url", str, r, p, REQUIRED);
+  doc.title = field(o, "title", str, r, p, REQUIRED);
+  doc.body = field(o, "body", str, r, p, REQUIRED);
+  // `Option` fields: serde treats a missing one as `None` even without #[serde(default)].
+  doc.description = field(o, "description", optStr, r, p, none);
+  doc.summarization = field(o, "summarization", optStr, r, p, none);
+  doc.stub = field(o, "stub", optStr, r, p, none);
+  doc.tags = field(o, "tags", strings, r, p, none);
+  doc.rank = field(o, "rank", optU64, r, p, none);
+  doc.source_haystack = field(o, "source_haystack", optStr, r, p, none);
+  doc.doc_type = field(o, "doc_type", docType, r, p, kgEntry);
+  doc.synonyms = field(o, "synonyms", strings, r, p, none);
+  doc.route = field(o, "route", optRoute, r, p, none);
+  doc.priority = field(o, "priority", optU8, r, p, none);
+  // Always present in the output (null when unset) so a load never keeps a template's value.
+  doc.quality_score = field(o, "quality_score", optQuality, r, p, none);
+  return doc;
+}
 
 const documentData: Parse<DocumentData> = (v, r, p) => {
   const o = jsonObject(v, r, p, "struct Document");
   if (!o) return undefined as never;
-  const doc: DocumentData = {
-    // No #[serde(default)]: required.
-    id: field(o, "id", str, r, p, REQUIRED),
-    url: field(o, "url", str, r, p, REQUIRED),
-    title: field(o, "title", str, r, p, REQUIRED),
-    body: field(o, "body", str, r, p, REQUIRED),
-    // `Option` fields: serde treats a missing one as `None` even without #[serde(default)].
-    description: field(o, "description", nullable(str), r, p, none),
-    summarization: field(o, "summarization", nullable(str), r, p, none),
-    stub: field(o, "stub", nullable(str), r, p, none),
-    tags: field(o, "tags", strings, r, p, none),
-    rank: field(o, "rank", nullable(uint("u64")), r, p, none),
-    source_haystack: field(o, "source_haystack", nullable(str), r, p, none),
-    doc_type: field(o, "doc_type", oneOf(DOCUMENT_TYPES), r, p, () => "kg_entry" as const),
-    synonyms: field(o, "synonyms", strings, r, p, none),
-    route: field(o, "route", nullable(routeDirective), r, p, none),
-    priority: field(o, "priority", nullable(uint("u8")), r, p, none),
-  };
-  // Always present in the output (null when unset) so a load never keeps a template's value.
-  doc.quality_score = field(o, "quality_score", nullable(qualityScore), r, p, none);
-  return doc;
+  return readDocument(o, r, p, {} as DocumentData);
 };
 
-/**
- * Standard Schema of the stored document JSON, with serde's rules: `id`,
- * `url`, `title` and `body` are required strings; `Option` fields may be
- * missing or `null`; `doc_type` defaults to `"kg_entry"`; a wrong type
- * anywhere is an issue; unknown fields are ignored (and dropped).
- */
 export const documentSchema: StandardSchemaV1<unknown, DocumentData> = serdeSchema(documentData);
+
+/**
+ * Stored JSON straight into a `Document`, with the same rules and messages as
+ * {@link documentSchema}: the decoder of `Document` loads while its `schema` is
+ * `documentSchema`, so a load builds one object and copies nothing.
+ */
+const asDocument = schemaDecoder(
+  serdeSchema<Document>((v, r, p) => {
+    const o = jsonObject(v, r, p, "struct Document");
+    return o ? readDocument(o, r, p, new Document("")) : (undefined as never);
+  }),
+);
 
 /**
  * A Terraphim document, persisted as `document_<normalizeKey(id)>.json` with
@@ -312,6 +344,7 @@ export const documentSchema: StandardSchemaV1<unknown, DocumentData> = serdeSche
 export class Document extends Persistable implements DocumentData {
   /** Validates stored JSON as serde would (see {@link documentSchema}). */
   static schema: StandardSchemaV1<unknown, DocumentData> = documentSchema;
+  static [FAST_DECODER] = { schema: documentSchema, decoder: asDocument };
 
   id: string;
   url = "";
@@ -339,6 +372,18 @@ export class Document extends Persistable implements DocumentData {
   /** `document_<normalizeKey(id)>.json`. */
   getKey(): string {
     return `document_${this.normalizeKey(this.id)}.json`;
+  }
+
+  /**
+   * As Persistable's; when the stored value was decoded straight into a
+   * Document and this one holds only Document fields (whose values the stored
+   * ones replace, every one of them), that Document is the result as it is.
+   */
+  protected override fromStored(data: unknown): this {
+    if (data instanceof Document && this.constructor === Document && onlyDocumentFields(this)) {
+      return adoptLoaded(this, data as this);
+    }
+    return super.fromStored(data);
   }
 
   /** The fields in the Rust struct's order, as `serde_json` writes them. */
@@ -370,6 +415,17 @@ export class Document extends Persistable implements DocumentData {
     }
     return out;
   }
+}
+
+let documentFields: readonly string[] | undefined;
+
+/** Whether `doc`'s own properties are exactly a new Document's (nothing added or removed), in order. */
+function onlyDocumentFields(doc: Document): boolean {
+  documentFields ??= Object.keys(new Document(""));
+  const keys = Object.keys(doc);
+  if (keys.length !== documentFields.length) return false;
+  for (let i = 0; i < keys.length; i++) if (keys[i] !== documentFields[i]) return false;
+  return true;
 }
 
 function routeJson(r: RouteDirective): RouteDirective {
@@ -438,28 +494,21 @@ export async function loadDocumentsByIds(
   });
   const storage = options.storage ?? (await DeviceStorage.instance());
 
-  type Outcome = { kind: "found"; doc: Document } | { kind: "missing" } | { kind: "failed"; error: Error };
-  const outcomes = new Array<Outcome>(ids.length);
-  await forEachLimit(ids, concurrency, async (id, i) => {
-    try {
-      outcomes[i] = { kind: "found", doc: await new Document(id).withStorage(storage).load() };
-    } catch (err) {
-      if (err instanceof NotFoundError) outcomes[i] = { kind: "missing" };
-      // The storage itself is unusable: not a per-document outcome.
-      else if (err instanceof PersistenceError && err.code === "E_CLOSED") throw err;
-      else {
-        const error = err instanceof Error ? err : new PersistenceError(String(err), { cause: err });
-        storage.logger.warn({ id, err: error }, "could not load document");
-        outcomes[i] = { kind: "failed", error };
-      }
-    }
-  });
+  // The key Document#getKey gives, without building a Document per id.
+  const keys = ids.map((id) => `document_${normalizeKey(id)}.json`);
+  const outcomes = await storage.loadValues(keys, asDocument, { concurrency });
 
   const result: LoadDocumentsResult = { documents: [], missing: [], failed: [] };
   outcomes.forEach((o, i) => {
-    if (o.kind === "found") result.documents.push(o.doc);
-    else if (o.kind === "missing") result.missing.push(ids[i]!);
-    else result.failed.push({ id: ids[i]!, error: o.error });
+    // Bound to `storage`, as `new Document(id).withStorage(storage).load()` would be.
+    if (o.ok) result.documents.push(o.value.withStorage(storage));
+    else if (o.error instanceof NotFoundError) result.missing.push(ids[i]!);
+    // The storage itself is unusable: not a per-document outcome.
+    else if (o.error instanceof PersistenceError && o.error.code === "E_CLOSED") throw o.error;
+    else {
+      storage.logger.warn({ id: ids[i], err: o.error }, "could not load document");
+      result.failed.push({ id: ids[i]!, error: o.error });
+    }
   });
   return result;
 }

@@ -1,7 +1,7 @@
 import { NotFoundError } from "../errors.js";
 import { validateKey, validatePrefix } from "../keys.js";
 import { OpenState } from "./_shared.js";
-import type { Operator, OperatorCapabilities, StatResult } from "./types.js";
+import type { Operator, OperatorCapabilities, StatResult, StoredValue } from "./types.js";
 
 /** Options of the `memory` / `dashmap` operator. */
 export interface MemoryOperatorOptions {
@@ -16,8 +16,11 @@ export interface MemoryOperatorOptions {
 }
 
 interface Entry {
-  data: Uint8Array;
-  mtime: number;
+  /** Bytes, or well-formed text standing for its UTF-8 bytes (a saved JSON value, kept as text). */
+  readonly data: Uint8Array | string;
+  /** Byte length; counted on first use for text (-1 until then). */
+  size: number;
+  readonly mtime: number;
 }
 
 const encoder = new TextEncoder();
@@ -39,38 +42,54 @@ export function memoryOperator(options: MemoryOperatorOptions = {}): Operator {
   const map = new Map<string, Entry>();
   const state = new OpenState(scheme);
 
-  const readSync = (path: string): Uint8Array | undefined => {
+  const sized = (e: Entry): Entry => {
+    if (e.size < 0) e.size = Buffer.byteLength(e.data as string, "utf8");
+    return e;
+  };
+  const readStoredSync = (path: string): StoredValue | undefined => {
     validateKey(path, scheme);
     state.check(path);
     const e = map.get(path);
-    // Zero-copy: readSync's contract is that callers never mutate the result (read() copies).
-    return e === undefined ? undefined : e.data;
+    // Zero-copy: the contract is that callers never mutate the result.
+    return e === undefined ? undefined : sized(e);
+  };
+  const readSync = (path: string): Uint8Array | undefined => {
+    const e = readStoredSync(path);
+    if (e === undefined) return undefined;
+    return typeof e.data === "string" ? encoder.encode(e.data) : e.data;
   };
   const get = (path: string): Entry => {
     validateKey(path, scheme);
     state.check(path);
     const e = map.get(path);
     if (e === undefined) throw new NotFoundError(`Key "${path}" not found in ${scheme}`, { key: path });
-    return e;
+    return sized(e);
   };
 
   const writeSync = (path: string, data: Uint8Array | string, adopt = false): void => {
     validateKey(path, scheme);
     state.check(path);
-    // A copy in its own allocation: a Buffer's slice() would be a view, and Buffer.from's pooled
-    // slabs would keep the garbage around each cached value alive (2x the payload in RSS).
-    map.set(path, {
-      data: typeof data === "string" ? encoder.encode(data) : adopt ? data : new Uint8Array(data),
-      mtime: Date.now(),
-    });
+    let stored: Uint8Array | string;
+    if (typeof data === "string") {
+      // Text is kept as text (a JS string is as compact as its UTF-8 for ASCII, and a load
+      // parses it without decoding). A lone surrogate has no UTF-8 form: encode it (U+FFFD).
+      stored = data.isWellFormed() ? data : encoder.encode(data);
+    } else {
+      // A copy in its own allocation: a Buffer's slice() would be a view, and Buffer.from's pooled
+      // slabs would keep the garbage around each cached value alive (2x the payload in RSS).
+      stored = adopt ? data : new Uint8Array(data);
+    }
+    map.set(path, { data: stored, size: typeof stored === "string" ? -1 : stored.length, mtime: Date.now() });
   };
 
   return {
     scheme,
     capabilities: CAPABILITIES,
     readSync,
+    readStoredSync,
     async read(path) {
-      return Buffer.from(get(path).data);
+      const { data } = get(path);
+      return typeof data === "string" ? Buffer.from(data, "utf8") : Buffer.from(data);
     },
     writeSync,
     async write(path, data) {
@@ -78,7 +97,7 @@ export function memoryOperator(options: MemoryOperatorOptions = {}): Operator {
     },
     async stat(path): Promise<StatResult> {
       const e = get(path);
-      return { contentLength: e.data.length, lastModified: new Date(e.mtime) };
+      return { contentLength: e.size, lastModified: new Date(e.mtime) };
     },
     async delete(path) {
       validateKey(path, scheme);

@@ -1,6 +1,6 @@
+import { storedSize } from "../codec.js";
 import { ProfileError, QuotaExceededError } from "../errors.js";
-import { toBytes } from "./_shared.js";
-import type { Operator, QuotaUsage } from "./types.js";
+import type { Operator } from "./types.js";
 
 /** Options of {@link quotaOperator}. */
 export interface QuotaOptions {
@@ -77,7 +77,7 @@ export async function quotaOperator(inner: Operator, options: QuotaOptions): Pro
     },
     async write(key, data) {
       if (key.startsWith(RESERVED)) return inner.write(key, data);
-      const size = toBytes(data).length;
+      const size = storedSize(data);
       const old = sizes.get(key);
       if ((maxSize !== undefined && size > maxSize) || maxItems === 0) {
         throw new QuotaExceededError(
@@ -145,12 +145,24 @@ export async function quotaOperator(inner: Operator, options: QuotaOptions): Pro
     usage: () => ({ items: sizes.size, bytes, maxItems, maxSize, policy, evictions }),
     ...(inner.reset && { reset: () => inner.reset?.() }),
   };
-  if (inner.readSync) {
-    const readSync = inner.readSync.bind(inner);
-    self.readSync = (key) => {
-      const v = readSync(key);
+  // Synchronous reads, where the inner operator has them, count as uses (LRU order).
+  const touching = <V>(read: ((key: string) => V | undefined) | undefined) =>
+    read &&
+    ((key: string) => {
+      const v = read.call(inner, key);
       if (v !== undefined) touch(key);
       return v;
+    });
+  self.readSync = touching(inner.readSync);
+  self.readStoredSync = touching(inner.readStoredSync);
+  if (inner.readManyStoredSync) {
+    const readMany = inner.readManyStoredSync.bind(inner);
+    self.readManyStoredSync = (keys) => {
+      const out = readMany(keys);
+      out.forEach((v, i) => {
+        if (v !== undefined) touch(keys[i]!);
+      });
+      return out;
     };
   }
   return self;

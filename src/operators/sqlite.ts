@@ -5,7 +5,7 @@ import type BetterSqlite3 from "better-sqlite3";
 import { BackendError, NotFoundError, ProfileError } from "../errors.js";
 import { validateKey, validatePrefix } from "../keys.js";
 import { OpenState, toBytes } from "./_shared.js";
-import type { Operator, OperatorCapabilities, StatResult } from "./types.js";
+import type { Operator, OperatorCapabilities, StatResult, StoredValue } from "./types.js";
 
 /** Options of the `sqlite` operator: the keys of a Rust `[profiles.<name>]` sqlite table. */
 export interface SqliteOperatorOptions {
@@ -34,6 +34,8 @@ const CAPABILITIES: OperatorCapabilities = Object.freeze({
   syncRead: true,
 });
 
+/** Keys per SELECT in readManyStoredSync (measured: 32 reads ~1.6x faster per key than one at a time). */
+const MANY_CHUNK = 32;
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 const require = createRequire(import.meta.url);
 
@@ -103,6 +105,16 @@ export function sqliteOperator(options: SqliteOperatorOptions, profile = "sqlite
   const sPut = db.prepare(
     `INSERT INTO ${table} (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`,
   );
+  // Text in and out without a UTF-8 pass in JS: SQLite turns text into the same bytes (BLOB, as
+  // the Rust crate stores them) and back. Only where the database encoding is UTF-8.
+  const utf8 = db.pragma("encoding", { simple: true }) === "UTF-8";
+  const sGetText = db.prepare(`SELECT CAST(value AS TEXT) FROM ${table} WHERE key = ?`).pluck();
+  const sPutText = db.prepare(
+    `INSERT INTO ${table} (key, value) VALUES (?, CAST(? AS BLOB)) ON CONFLICT(key) DO UPDATE SET value = excluded.value`,
+  );
+  const sGetMany = db
+    .prepare(`SELECT key, CAST(value AS TEXT) FROM ${table} WHERE key IN (${Array(MANY_CHUNK).fill("?").join(", ")})`)
+    .raw();
   const sDel = db.prepare(`DELETE FROM ${table} WHERE key = ?`);
   const sFrom = db.prepare(`SELECT key FROM ${table} WHERE key >= ? ORDER BY key`).pluck();
   const state = new OpenState("sqlite");
@@ -132,8 +144,76 @@ export function sqliteOperator(options: SqliteOperatorOptions, profile = "sqlite
     return v === undefined ? undefined : asBytes(v);
   };
 
+  const readStoredSync = (path: string): StoredValue | undefined => {
+    if (!utf8) {
+      const data = readSync(path);
+      return data === undefined ? undefined : { data, size: data.length };
+    }
+    validateKey(path, profile);
+    state.check(path);
+    let text: string | null | undefined;
+    try {
+      text = sGetText.get(path) as string | null | undefined;
+    } catch (err) {
+      return fail("read", path, err);
+    }
+    if (text === undefined) return undefined;
+    // V8 turns every invalid UTF-8 sequence into U+FFFD: text without one stands for the stored
+    // bytes exactly. Text with one (invalid bytes, or a real U+FFFD) is read again as bytes.
+    if (text === null || text.includes("\uFFFD")) {
+      const data = readSync(path);
+      return data === undefined ? undefined : { data, size: data.length };
+    }
+    // (Counting the bytes here is cheaper than having SQLite return the length: a row array costs more.)
+    return { data: text, size: Buffer.byteLength(text, "utf8") };
+  };
+
+  const readManyStoredSync = (paths: readonly string[]): (StoredValue | undefined)[] => {
+    const out = new Array<StoredValue | undefined>(paths.length);
+    if (!utf8) {
+      for (let i = 0; i < paths.length; i++) out[i] = readStoredSync(paths[i]!);
+      return out;
+    }
+    for (const p of paths) validateKey(p, profile);
+    state.check();
+    const args = new Array<string>(MANY_CHUNK);
+    const found = new Map<string, string | null>();
+    for (let start = 0; start < paths.length; start += MANY_CHUNK) {
+      const end = Math.min(start + MANY_CHUNK, paths.length);
+      // One statement shape: a short last chunk repeats its last key (IN ignores duplicates).
+      for (let j = 0; j < MANY_CHUNK; j++) args[j] = paths[Math.min(start + j, end - 1)]!;
+      let rows: [string, string | null][];
+      try {
+        rows = sGetMany.all(...args) as [string, string | null][];
+      } catch (err) {
+        return fail("read", paths[start], err);
+      }
+      found.clear();
+      for (const [k, text] of rows) found.set(k, text);
+      for (let i = start; i < end; i++) {
+        const path = paths[i]!;
+        const text = found.get(path);
+        if (text === undefined) out[i] = undefined;
+        // Same rule as readStoredSync: text with U+FFFD (or NULL) is read again as bytes.
+        else if (text === null || text.includes("\uFFFD")) out[i] = readStoredSync(path);
+        else out[i] = { data: text, size: Buffer.byteLength(text, "utf8") };
+      }
+    }
+    return out;
+  };
+
   const writeSync = (path: string, data: Uint8Array | string): void => {
     validateKey(path, profile);
+    // A lone surrogate has no UTF-8 form: such text goes through TextEncoder (U+FFFD), as before.
+    if (typeof data === "string" && utf8 && data.isWellFormed()) {
+      state.check(path);
+      try {
+        sPutText.run(path, data);
+      } catch (err) {
+        fail("write", path, err);
+      }
+      return;
+    }
     const b = toBytes(data);
     run("write", path, () => sPut.run(path, Buffer.from(b.buffer, b.byteOffset, b.byteLength)));
   };
@@ -142,6 +222,8 @@ export function sqliteOperator(options: SqliteOperatorOptions, profile = "sqlite
     scheme: "sqlite",
     capabilities: CAPABILITIES,
     readSync,
+    readStoredSync,
+    readManyStoredSync,
     async read(path) {
       const v = readSync(path);
       if (v === undefined)

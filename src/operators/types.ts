@@ -26,6 +26,14 @@ export interface StatResult {
   lastModified?: Date | undefined;
 }
 
+/** A stored value as {@link Operator.readStoredSync} returns it. */
+export interface StoredValue {
+  /** The bytes, or a string standing for exactly their UTF-8 encoding. */
+  readonly data: Uint8Array | string;
+  /** The stored length in bytes. */
+  readonly size: number;
+}
+
 /** A key/value store addressed by `/`-separated relative paths. */
 export interface Operator {
   /** The scheme this operator was created with (`memory`, `sqlite`, `s3`, ...). */
@@ -40,6 +48,20 @@ export interface Operator {
    * The result may be the stored buffer itself: callers must not mutate it.
    */
   readSync?(path: string): Uint8Array | undefined;
+  /**
+   * As `readSync`, but the value in the form the store keeps it: bytes, or a
+   * string that stands for exactly its UTF-8 bytes (an operator returns a
+   * string only when that holds: the bytes are valid UTF-8). Lets a JSON value
+   * held as text skip the encode/decode pass. `size` is the stored byte length.
+   * The result may be the store's own object: callers must not mutate it.
+   */
+  readStoredSync?(path: string): StoredValue | undefined;
+  /**
+   * `readStoredSync` of many paths at once, in one call to the backend where
+   * it can (sqlite: one SELECT per 32 keys). The result is in the order of
+   * `paths`, `undefined` where absent. Throws as `readSync`.
+   */
+  readManyStoredSync?(paths: readonly string[]): (StoredValue | undefined)[];
   /** Writes (creates or replaces) the value at `path`. Strings are stored as UTF-8. */
   write(path: string, data: Uint8Array | string): Promise<void>;
   /**
