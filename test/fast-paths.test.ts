@@ -138,6 +138,24 @@ describe("values kept as text", () => {
     expect(decodeStored(op.readStoredSync!("fffd.json")!.data)).toEqual({ a: "\uFFFD" });
   });
 
+  it("a database in UTF-16 takes the bytes path (SQLite would recode text): values stay UTF-8 BLOBs", async () => {
+    const dir = tempDir();
+    const db = new Database(join(dir, "terraphim.db"));
+    db.pragma("encoding = 'UTF-16le'");
+    db.exec("CREATE TABLE terraphim_kv (key TEXT PRIMARY KEY, value BLOB)");
+    db.close();
+    const storage = track(
+      await DeviceStorage.fromOperators([{ name: "sqlite", op: sqliteOperator({ datadir: dir }) }], opts),
+    );
+    await storage.saveValue("u.json", { s: "é😀" });
+    expect(storedType(dir, "u.json")).toEqual({
+      type: "blob",
+      hex: Buffer.from('{"s":"é😀"}', "utf8").toString("hex").toUpperCase(),
+    });
+    expect((await storage.loadValue("u.json")).value).toEqual({ s: "é😀" });
+    expect((await storage.loadValues(["u.json"]))[0]).toMatchObject({ ok: true, value: { s: "é😀" } });
+  });
+
   it("the memory tier keeps text and bytes apart: read() and stat() give the UTF-8 bytes either way", async () => {
     const op = track(memoryOperator());
     op.writeSync!("t", "héllo");

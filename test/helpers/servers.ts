@@ -65,6 +65,8 @@ export interface S3rverInstance {
   port: number;
   /** Its data directory (removed by `stop`). */
   dir: string;
+  /** The s3rver process id (the benchmark reads its CPU time). */
+  pid: number | undefined;
   /** Kills the process and removes its directory. */
   stop(): Promise<void>;
 }
@@ -106,7 +108,7 @@ export async function startS3rver(): Promise<S3rverInstance> {
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { endpoint: `http://127.0.0.1:${port}`, bucket, port, dir, stop };
+  return { endpoint: `http://127.0.0.1:${port}`, bucket, port, dir, pid: child.pid, stop };
 }
 
 /**
