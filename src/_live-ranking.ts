@@ -18,6 +18,14 @@ export interface LiveRankingOptions {
   failureThreshold?: number;
   /** Milliseconds a tripped profile stays out of the read path before a trial. @default 5000 */
   cooldownMs?: number;
+  /**
+   * Least milliseconds between two background health checks: loads keep the
+   * slower profiles' latencies fresh (and give a tripped one its trial) with an
+   * `exists` of the probe key, one profile at a time, at most this often, so a
+   * busy cache never turns into a stream of requests to a remote profile.
+   * 0 checks every 32 loads. @default 1000
+   */
+  healthCheckMs?: number;
 }
 
 interface Health {

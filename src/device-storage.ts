@@ -165,6 +165,8 @@ export class DeviceStorage {
   readonly #live: LiveRanking<ProfileEntry> | undefined;
   #loads = 0;
   #healthCursor = 0;
+  #lastHealthCheck = Number.NEGATIVE_INFINITY;
+  readonly #healthCheckMs: number;
   readonly #queue = new KeyedQueue();
   readonly #expiry = new ExpiryIndex();
   /** Keys of a profile with a timed-out write still in flight, and the newest write started since. */
@@ -194,6 +196,7 @@ export class DeviceStorage {
     for (const e of ranked) this.#stats.set(e.name, emptyStats());
     const live =
       options.liveRanking === false ? undefined : typeof options.liveRanking === "object" ? options.liveRanking : {};
+    this.#healthCheckMs = healthCheckMsOf(options);
     this.#live =
       live && ranked.length > 1
         ? new LiveRanking(
@@ -257,6 +260,7 @@ export class DeviceStorage {
    * @throws NoOperatorError when no profile works (the message lists why each failed).
    */
   static async fromSettings(settings: StorageSettings, options: DeviceStorageOptions = {}): Promise<DeviceStorage> {
+    healthCheckMsOf(options); // bad options fail before anything is opened
     const logger = options.logger ?? consoleLogger();
     const probeReads = Math.max(1, options.probeReads ?? 7);
     const errors = new Map<string, PersistenceError>();
@@ -294,6 +298,7 @@ export class DeviceStorage {
     profiles: readonly { name: string; op: Operator; speed?: number; timeoutMs?: number; retries?: number }[],
     options: DeviceStorageOptions = {},
   ): Promise<DeviceStorage> {
+    healthCheckMsOf(options);
     const seen = new Set<string>();
     for (const p of profiles) {
       if (seen.has(p.name)) throw new ProfileError(`Duplicate profile name "${p.name}"`, { profile: p.name });
@@ -754,7 +759,11 @@ export class DeviceStorage {
    * `exists` in the background, so a demoted or tripped profile's latency
    * stays known and it can win its place back when it recovers.
    */
+  /** Called every 32 loads: one health check, unless one ran within `healthCheckMs`. */
   #healthCheck(): void {
+    const now = performance.now();
+    if (now - this.#lastHealthCheck < this.#healthCheckMs) return;
+    this.#lastHealthCheck = now;
     const others = this.#ranked.slice(1);
     if (others.length === 0 || this.#closed) return;
     const e = others[this.#healthCursor++ % others.length]!;
@@ -1004,6 +1013,18 @@ export class DeviceStorage {
       }
     }
   }
+}
+
+/** `liveRanking.healthCheckMs`, checked (default 1000). */
+function healthCheckMsOf(options: DeviceStorageOptions): number {
+  const live = typeof options.liveRanking === "object" ? options.liveRanking : undefined;
+  const every = live?.healthCheckMs ?? 1000;
+  if (typeof every !== "number" || !(every >= 0)) {
+    throw new PersistenceError(
+      `Expected \`liveRanking.healthCheckMs\` to be a non-negative number of milliseconds, got ${String(every)}`,
+    );
+  }
+  return every;
 }
 
 /** What a save done synchronously returns (settled; nothing to wait for). */

@@ -8,6 +8,7 @@ import { BackendError } from "../src/errors.js";
 import { silentLogger } from "../src/logger.js";
 import { chaosOperator } from "../src/operators/chaos.js";
 import { createOperator } from "../src/operators/index.js";
+import { memoryOperator as memoryOp } from "../src/operators/memory.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tp-live-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -21,7 +22,8 @@ describe("live ranking", () => {
         { name: "memory", op: memory },
         { name: "fs", op: fs },
       ],
-      { logger: silentLogger },
+      // Recovery is seen through health checks: every 32 loads here, not once a second.
+      { logger: silentLogger, liveRanking: { healthCheckMs: 0 } },
     );
     expect(storage.fastestProfile).toBe("memory");
     await storage.saveValue("k.json", { v: 1 });
@@ -71,6 +73,35 @@ describe("live ranking", () => {
     await storage.close();
   });
 
+  it("health checks of slower profiles are throttled in time, so hot loads do not flood a remote profile", async () => {
+    const sqlite = chaosOperator(await createOperator("sqlite", { datadir: mkdtempSync(join(dir, "sq-")) }));
+    const open = (liveRanking: { healthCheckMs?: number }) =>
+      DeviceStorage.fromOperators(
+        [
+          { name: "memory", op: memoryOp() },
+          { name: "sqlite", op: sqlite },
+        ],
+        { logger: silentLogger, liveRanking },
+      );
+    const checks = async (storage: DeviceStorage) => {
+      expect(storage.fastestProfile).toBe("memory");
+      await storage.saveValue("k.json", 1);
+      const before = sqlite.calls.exists;
+      for (let i = 0; i < 10_000; i++) await storage.loadValue("k.json");
+      await storage.flush();
+      await new Promise((r) => setImmediate(r));
+      return sqlite.calls.exists - before;
+    };
+    const byDefault = await open({});
+    // 10,000 hits take well under the default second: at most one or two checks, not 10,000 / 32.
+    expect(await checks(byDefault)).toBeLessThanOrEqual(2);
+    const every32 = await open({ healthCheckMs: 0 });
+    expect(await checks(every32)).toBeGreaterThanOrEqual(300);
+    await expect(open({ healthCheckMs: -1 })).rejects.toThrow(/healthCheckMs/);
+    await every32.close();
+    await byDefault.close();
+  });
+
   it("one slow sample (a GC pause) does not move the ranking; a sustained slowdown does", () => {
     const a = { name: "a", speed: 1 };
     const b = { name: "b", speed: 5 };
@@ -114,7 +145,7 @@ describe("live ranking", () => {
         { name: "sqlite", op: sqlite, speed: 2 },
         { name: "fs", op: fs, speed: 3 },
       ],
-      { logger: silentLogger, liveRanking: { failureThreshold: 3, cooldownMs: 300 } },
+      { logger: silentLogger, liveRanking: { failureThreshold: 3, cooldownMs: 300, healthCheckMs: 0 } },
     );
     await storage.saveValue("k.json", { v: "durable" }, { profiles: ["sqlite", "fs"] });
     sqlite.faults.fail = ["read"];
