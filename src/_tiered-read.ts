@@ -12,6 +12,7 @@ import { forEachLimit } from "./_limit.js";
 import { decodeStored, recompressStored, storedSize } from "./codec.js";
 import type { ProfileStats } from "./device-storage.js";
 import { BackendError, DeserializeError, NotFoundError, PersistenceError } from "./errors.js";
+import { validateKey } from "./keys.js";
 import type { Logger } from "./logger.js";
 import type { Operator, StoredValue } from "./operators/types.js";
 
@@ -149,20 +150,32 @@ export class TieredReader<E extends Entry = Entry> {
     const op = fastest.op;
     const rest: number[] = [];
     const missed: number[] = [];
+    // A bad key is its own outcome (as loadValue would reject it); the others are read together.
+    const at: number[] = [];
+    for (let i = 0; i < keys.length; i++) {
+      try {
+        validateKey(keys[i]);
+        at.push(i);
+      } catch (err) {
+        out[i] = { ok: false, error: err as Error };
+      }
+    }
+    const batch = at.length === keys.length ? keys : at.map((i) => keys[i]!);
     let stored: (StoredValue | undefined)[] | undefined;
     if ((op.readManyStoredSync || op.readStoredSync || op.readSync) && this.#d.available(fastest)) {
       try {
-        stored = op.readManyStoredSync ? op.readManyStoredSync(keys) : keys.map((k) => readStoredSync(op, k));
+        stored = op.readManyStoredSync ? op.readManyStoredSync(batch) : batch.map((k) => readStoredSync(op, k));
       } catch {
-        // A bad key or a failing profile: every key takes the general path, which says which and why.
+        // A failing profile: every key takes the general path, which falls back and says why.
       }
     }
     if (stored === undefined) {
-      for (let i = 0; i < keys.length; i++) rest.push(i);
+      rest.push(...at);
     } else {
       const st = this.#d.stats(fastest.name);
-      for (let i = 0; i < keys.length; i++) {
-        const v = stored[i];
+      for (let j = 0; j < at.length; j++) {
+        const i = at[j]!;
+        const v = stored[j];
         if (v === undefined) {
           st.misses++;
           missed.push(i);

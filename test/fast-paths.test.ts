@@ -246,7 +246,8 @@ describe("loadValues", () => {
       } else {
         expect(o.ok, key).toBe(true);
         expect(o.ok && o.value).toEqual({ i: Number(key.slice(2, -5)) });
-        expect(o.ok && o.profile).toBe(i < 20 ? "sqlite" : "memory");
+        // Read in one pass: both asks of a key missing from memory are served by sqlite.
+        expect(o.ok && o.profile).toBe(Number(key.slice(2, -5)) < 20 ? "sqlite" : "memory");
       }
     }
     await storage.flush();
@@ -272,6 +273,28 @@ describe("loadValues", () => {
     expect(!t2!.ok && t2!.error).toBeInstanceOf(NotFoundError);
     await storage.flush();
     expect(decodeStored(memory.readStoredSync!("s.json")!.data)).toEqual({ v: 2 });
+  });
+
+  it("a sqlite fastest profile is read in one batch; a bad key is its own outcome and does not spoil the batch", async () => {
+    const inner = sqliteOperator({ datadir: tempDir() });
+    let batches = 0;
+    const op: Operator = {
+      ...inner,
+      readManyStoredSync(paths) {
+        batches++;
+        return inner.readManyStoredSync!(paths);
+      },
+    };
+    const storage = track(await DeviceStorage.fromOperators([{ name: "sqlite", op }], opts));
+    for (let i = 0; i < 40; i++) await storage.saveValue(`k${i}.json`, i);
+    const asked = [...Array.from({ length: 40 }, (_, i) => `k${i}.json`), "../bad", "missing.json"];
+    const out = await storage.loadValues(asked);
+    expect(batches).toBe(1);
+    expect(out.slice(0, 40).map((o) => o.ok && o.value)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+    expect(!out[40]!.ok && out[40]!.error).toBeInstanceOf(InvalidKeyError);
+    expect(!out[41]!.ok && out[41]!.error).toBeInstanceOf(NotFoundError);
+    // The bad key never reached the profile (as with loadValue): one miss.
+    expect(storage.stats().sqlite).toMatchObject({ hits: 40, misses: 1 });
   });
 
   it("sqlite batches: many keys across chunk boundaries, absent ones and duplicates", async () => {
