@@ -2,10 +2,10 @@ import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { loadChannel, probeChannel, saveChannel, traced } from "./_channels.js";
 import { ExpiryIndex } from "./_expiry.js";
-import { KeyedQueue } from "./_keyed-queue.js";
 import { checkConcurrency, forEachLimit } from "./_limit.js";
 import { LiveRanking, type LiveRankingOptions } from "./_live-ranking.js";
-import { asProfileError, type OpenedProfile, openProfile, probeReach, probeTime, withTimeout } from "./_profiles.js";
+import { ProfileCalls } from "./_profile-calls.js";
+import { asProfileError, type OpenedProfile, openProfile, probeReach, probeTime } from "./_profiles.js";
 import { type Decoder, isCallerError, type LoadOutcome, TieredReader } from "./_tiered-read.js";
 import { encodeJsonStored } from "./codec.js";
 import {
@@ -16,7 +16,6 @@ import {
   PersistenceError,
   ProfileError,
   type ProfileOutcome,
-  TimeoutError,
 } from "./errors.js";
 import { validateKey } from "./keys.js";
 import { consoleLogger, type Logger } from "./logger.js";
@@ -138,7 +137,6 @@ export interface SaveOptions {
   ttlMs?: number;
 }
 
-const RESET_AFTER_TIMEOUTS = 3;
 /** Prefix of the start-up probe keys; never used by values (normalized keys have no dot first). */
 export const PROBE_KEY_PREFIX = ".terraphim-probe-";
 
@@ -167,12 +165,8 @@ export class DeviceStorage {
   #healthCursor = 0;
   #lastHealthCheck = Number.NEGATIVE_INFINITY;
   readonly #healthCheckMs: number;
-  readonly #queue = new KeyedQueue();
+  readonly #calls: ProfileCalls;
   readonly #expiry = new ExpiryIndex();
-  /** Keys of a profile with a timed-out write still in flight, and the newest write started since. */
-  readonly #late = new Map<string, { stuck: number; newest: (() => Promise<unknown>) | undefined }>();
-  /** Consecutive timeouts per profile (reset of the client after a few). */
-  readonly #timeouts = new Map<string, number>();
   /** Background tasks other than write-backs (purges of expired values). */
   readonly #background = new Set<Promise<void>>();
   readonly #stats = new Map<string, ProfileStats>();
@@ -206,12 +200,20 @@ export class DeviceStorage {
             live,
           )
         : undefined;
+    this.#calls = new ProfileCalls({
+      logger,
+      live: this.#live,
+      closed: () => this.#closed,
+      failed: (profile) => {
+        this.#stats.get(profile)!.failures++;
+      },
+    });
     this.#reader = new TieredReader({
       ranked,
       logger,
       stats: (name) => this.#stats.get(name)!,
-      call: (entry, what, key, fn) => this.#call(entry, what, key, fn),
-      queued: (entry, what, key, fn) => this.#queued(entry, what, key, fn),
+      call: (entry, what, key, fn) => this.#calls.call(entry, what, key, fn),
+      queued: (entry, what, key, fn) => this.#calls.queued(entry, what, key, fn),
       writeInProgress: (key) => this.#writing.has(key),
       available: (entry) => this.#live?.available(entry.name) ?? true,
       expiresAt: (entry, key) => this.#expiry.expiresAt(entry.name, entry.op, key),
@@ -224,7 +226,7 @@ export class DeviceStorage {
         entry.timeoutMs === undefined &&
         entry.retries === 0 &&
         !this.#expiry.active &&
-        !this.#hasQueued(entry.name, key),
+        !this.#calls.hasQueued(entry.name, key),
       observeSync: this.#live ? (entry, us) => this.#live?.success(entry.name, us) : undefined,
     });
   }
@@ -531,7 +533,7 @@ export class DeviceStorage {
         e.timeoutMs !== undefined ||
         e.retries > 0 ||
         e.defaultTtlMs !== undefined ||
-        this.#hasQueued(e.name, key) ||
+        this.#calls.hasQueued(e.name, key) ||
         this.#expiry.needsMeta(e.name, key, undefined)
       ) {
         return false;
@@ -649,7 +651,7 @@ export class DeviceStorage {
     let cause: unknown;
     for (const e of this.#ranked) {
       try {
-        if (await this.#call(e, "exists", key, () => e.op.exists(key))) return true;
+        if (await this.#calls.call(e, "exists", key, () => e.op.exists(key))) return true;
       } catch (err) {
         if (err instanceof PersistenceError && err.code === "E_INVALID_KEY") throw err;
         this.#stats.get(e.name)!.failures++;
@@ -745,10 +747,11 @@ export class DeviceStorage {
 
   /** An expired value seen by a load: removed from that profile in the background, unless rewritten meanwhile. */
   #purge(entry: ProfileEntry, key: string): void {
-    const task = this.#queued(entry, "purge", key, async () => {
-      const at = await this.#expiry.expiresAt(entry.name, entry.op, key);
-      if (at !== undefined && at <= Date.now()) await this.#expiry.delete(entry.name, entry.op, key);
-    })
+    const task = this.#calls
+      .queued(entry, "purge", key, async () => {
+        const at = await this.#expiry.expiresAt(entry.name, entry.op, key);
+        if (at !== undefined && at <= Date.now()) await this.#expiry.delete(entry.name, entry.op, key);
+      })
       .catch((err) => this.logger.debug({ profile: entry.name, key, err }, "purge of an expired value failed"))
       .finally(() => this.#background.delete(task));
     this.#background.add(task);
@@ -768,7 +771,7 @@ export class DeviceStorage {
     if (others.length === 0 || this.#closed) return;
     const e = others[this.#healthCursor++ % others.length]!;
     if (!this.#live!.available(e.name)) return;
-    this.#call(e, "health check", e.probeKey, () => e.op.exists(e.probeKey)).catch(() => {});
+    this.#calls.call(e, "health check", e.probeKey, () => e.op.exists(e.probeKey)).catch(() => {});
   }
 
   /**
@@ -846,7 +849,7 @@ export class DeviceStorage {
     this.#reader.invalidate(key);
     this.#writing.set(key, (this.#writing.get(key) ?? 0) + 1);
     try {
-      const settled = await Promise.allSettled(targets.map((e) => this.#queued(e, what, key, () => fn(e))));
+      const settled = await Promise.allSettled(targets.map((e) => this.#calls.queued(e, what, key, () => fn(e))));
       const outcomes: ProfileOutcome[] = settled.map((r, i) => {
         const profile = targets[i]!.name;
         const st = this.#stats.get(profile)!;
@@ -862,155 +865,6 @@ export class DeviceStorage {
       const n = this.#writing.get(key)! - 1;
       if (n === 0) this.#writing.delete(key);
       else this.#writing.set(key, n);
-    }
-  }
-
-  /** One backend call, retried on transient errors, under the profile's time limit. */
-  #call<T>(entry: ProfileEntry, what: string, key: string, fn: () => Promise<T>): Promise<T> {
-    const live = this.#live;
-    const t0 = live ? performance.now() : 0;
-    let p = entry.retries > 0 ? this.#retrying(entry, what, key, fn) : fn();
-    if (entry.timeoutMs !== undefined) p = this.#limit(p, entry, what, key);
-    if (!live) return p;
-    return p.then(
-      (v) => {
-        live.success(entry.name, (performance.now() - t0) * 1000);
-        return v;
-      },
-      (err) => {
-        // Absence is an answer, and a bad key is the caller's fault: neither counts against the profile.
-        if (err instanceof NotFoundError || isCallerError(err))
-          live.success(entry.name, (performance.now() - t0) * 1000);
-        else live.failure(entry.name);
-        throw err;
-      },
-    );
-  }
-
-  /**
-   * A write (or write-back) of `key` in one profile: queued behind earlier
-   * writes of the same key there, so every profile applies them in call order.
-   * The time limit covers the wait in the queue. A call that times out gives
-   * up its place (a backend stuck for 30 s must not block the key that long),
-   * and if it lands after all, the newest write started meanwhile is applied
-   * once more behind it, so the last call still wins.
-   */
-  /** Whether a write of (profile, key) is queued or running. (No string is built when nothing is queued.) */
-  #hasQueued(profile: string, key: string): boolean {
-    return this.#queue.size > 0 && this.#queue.has(queueKey(profile, key));
-  }
-
-  #queued<T>(entry: ProfileEntry, what: string, key: string, fn: () => Promise<T>): Promise<T> {
-    const base = entry.retries > 0 ? () => this.#retrying(entry, what, key, fn) : fn;
-    const qk = queueKey(entry.name, key);
-    const task = entry.timeoutMs === undefined ? base : () => this.#holdAtMost(entry, what, key, qk, base);
-    let p = this.#queue.run(qk, task);
-    if (entry.timeoutMs !== undefined) p = this.#limit(p, entry, what, key);
-    const live = this.#live;
-    if (!live) return p;
-    return p.catch((err) => {
-      if (!isCallerError(err)) live.failure(entry.name);
-      throw err;
-    });
-  }
-
-  #holdAtMost<T>(entry: ProfileEntry, what: string, key: string, qk: string, task: () => Promise<T>): Promise<T> {
-    const late = this.#late.get(qk);
-    if (late) late.newest = task as () => Promise<unknown>;
-    const call = task();
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        let l = this.#late.get(qk);
-        if (!l) {
-          l = { stuck: 0, newest: undefined };
-          this.#late.set(qk, l);
-        }
-        const record = l;
-        record.stuck++;
-        const settled = () => {
-          record.stuck--;
-          const redo = record.newest;
-          record.newest = undefined;
-          if (record.stuck === 0 && this.#late.get(qk) === record) this.#late.delete(qk);
-          if (!redo || this.#closed) return;
-          this.logger.debug(
-            { profile: entry.name, key },
-            "a timed-out write landed late; applying the newest write again",
-          );
-          this.#queue
-            .run(qk, () => this.#holdAtMost(entry, what, key, qk, redo))
-            .catch((err) => {
-              this.#stats.get(entry.name)!.failures++;
-              this.logger.warn(
-                { profile: entry.name, key, err },
-                "re-applying the newest write after a late one failed",
-              );
-            });
-        };
-        call.then(settled, settled);
-        reject(
-          new TimeoutError(`${what} of "${key}" in profile "${entry.name}" timed out after ${entry.timeoutMs} ms`, {
-            profile: entry.name,
-            key,
-          }),
-        );
-      }, entry.timeoutMs);
-      timer.unref?.();
-      call.then(
-        (v) => {
-          clearTimeout(timer);
-          resolve(v);
-        },
-        (err) => {
-          clearTimeout(timer);
-          reject(err);
-        },
-      );
-    });
-  }
-
-  #limit<T>(p: Promise<T>, entry: ProfileEntry, what: string, key: string): Promise<T> {
-    return withTimeout(p, entry.timeoutMs!, `${what} of "${key}" in profile "${entry.name}"`, entry.name, key).then(
-      (v) => {
-        this.#timeouts.delete(entry.name);
-        return v;
-      },
-      (err) => {
-        if (err instanceof TimeoutError) this.#timedOut(entry);
-        throw err;
-      },
-    );
-  }
-
-  /** After repeated timeouts a network client is reset: some stay wedged after an outage. */
-  #timedOut(entry: ProfileEntry): void {
-    const n = (this.#timeouts.get(entry.name) ?? 0) + 1;
-    if (n < RESET_AFTER_TIMEOUTS || !entry.op.reset) {
-      this.#timeouts.set(entry.name, n);
-      return;
-    }
-    this.#timeouts.delete(entry.name);
-    this.logger.info(
-      { profile: entry.name, timeouts: n },
-      "resetting the backend's connections after repeated timeouts",
-    );
-    entry.op.reset();
-  }
-
-  /** Retries transient backend errors with exponential backoff and jitter (50 ms, 100 ms, ... up to 2 s). */
-  async #retrying<T>(entry: ProfileEntry, what: string, key: string, fn: () => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await fn();
-      } catch (err) {
-        if (attempt >= entry.retries || !(err instanceof BackendError) || !err.transient || this.#closed) throw err;
-        const delay = Math.min(2000, 50 * 2 ** attempt) * (0.5 + Math.random() / 2);
-        this.logger.debug(
-          { profile: entry.name, key, attempt: attempt + 1, delayMs: Math.round(delay), err },
-          `retrying ${what}`,
-        );
-        await new Promise((r) => setTimeout(r, delay));
-      }
     }
   }
 }
@@ -1029,10 +883,6 @@ function healthCheckMsOf(options: DeviceStorageOptions): number {
 
 /** What a save done synchronously returns (settled; nothing to wait for). */
 const SAVED: Promise<void> = Promise.resolve();
-
-function queueKey(profile: string, key: string): string {
-  return `${profile}\0${key}`;
-}
 
 function emptyStats(): ProfileStats {
   return {
