@@ -297,6 +297,18 @@ describe("loadValues", () => {
     expect(storage.stats().sqlite).toMatchObject({ hits: 40, misses: 1 });
   });
 
+  it("more keys than one synchronous pass reads at a time: every outcome lands at its own index", async () => {
+    const { storage } = await twoTier();
+    const keys = Array.from({ length: 600 }, (_, i) => `m/${i}.json`);
+    for (const [i, k] of keys.entries())
+      if (i % 7) await storage.saveValue(k, i, { profiles: [i % 2 ? "memory" : "sqlite"] });
+    const out = await storage.loadValues(keys);
+    out.forEach((o, i) => {
+      if (i % 7 === 0) expect(!o.ok && o.error, keys[i]).toBeInstanceOf(NotFoundError);
+      else expect(o.ok && [o.value, o.profile], keys[i]).toEqual([i, i % 2 ? "memory" : "sqlite"]);
+    });
+  });
+
   it("sqlite batches: many keys across chunk boundaries, absent ones and duplicates", async () => {
     const dir = tempDir();
     const op = track(sqliteOperator({ datadir: dir }));
