@@ -541,7 +541,8 @@ export class DeviceStorage {
     }
     this.#reader.invalidate(key);
     let outcomes: ProfileOutcome[] | undefined;
-    targets.forEach((e, i) => {
+    for (let i = 0; i < targets.length; i++) {
+      const e = targets[i]!;
       const st = this.#stats.get(e.name)!;
       try {
         e.op.writeSync!(key, bytes, owned);
@@ -554,7 +555,7 @@ export class DeviceStorage {
         outcomes ??= targets.slice(0, i).map((t) => ({ profile: t.name, ok: true }));
         outcomes.push({ profile: e.name, ok: false, error: err as Error });
       }
-    });
+    }
     if (outcomes) throw new PartialWriteError(key, outcomes);
     return true;
   }
