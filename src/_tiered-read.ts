@@ -302,7 +302,7 @@ export class TieredReader<E extends Entry = Entry> {
     st.bytesRead += stored.size;
     const fst = d.stats(fastest.name);
     try {
-      const data = recompressStored(stored.data);
+      const data = recompressStored(stored);
       // The bytes were read for this load alone: the fastest profile may keep them.
       fastest.op.writeSync(key, data, true);
       fst.writeBacks++;
@@ -508,7 +508,7 @@ export class TieredReader<E extends Entry = Entry> {
             st.writeBacksSkipped++;
             return;
           }
-          const data = recompressStored(found.stored.data);
+          const data = recompressStored(found.stored);
           const size = data === found.stored.data ? found.stored.size : storedSize(data);
           const context = { key, profile: fastest.name, from: found.profile, bytes: size };
           if (found.expiresAt !== undefined && found.expiresAt <= Date.now()) {

@@ -204,11 +204,6 @@ export function storedSize(data: Uint8Array | string): number {
   return typeof data === "string" ? Buffer.byteLength(data, "utf8") : data.length;
 }
 
-/** The stored bytes of a value held as bytes or as text (text is encoded). */
-export function storedBytes(data: Uint8Array | string): Uint8Array {
-  return typeof data === "string" ? utf8Encoder.encode(data) : data;
-}
-
 /**
  * {@link decodeJson} for a value held as bytes or as text. Text gives the
  * same result and the same errors as its UTF-8 bytes would: one leading BOM
@@ -226,13 +221,14 @@ export function decodeStored(data: Uint8Array | string, context: CodecContext & 
 }
 
 /**
- * What a write-back stores: bytes already compressed as they are, anything
- * else through {@link maybeCompress} (text short enough to stay uncompressed
- * is kept as text).
+ * What a write-back stores for a value read as `stored`: bytes already
+ * compressed as they are, anything else through {@link maybeCompress} (text
+ * under the threshold is kept as text).
  */
-export function recompressStored(data: Uint8Array | string): Uint8Array | string {
+export function recompressStored(stored: StoredValue): Uint8Array | string {
+  const { data } = stored;
   if (typeof data === "string") {
-    return data.length * 3 < COMPRESSION_THRESHOLD ? data : maybeCompress(utf8Encoder.encode(data));
+    return stored.size < COMPRESSION_THRESHOLD ? data : maybeCompress(utf8Encoder.encode(data));
   }
   return isCompressed(data) ? data : maybeCompress(data);
 }
