@@ -120,7 +120,10 @@ export abstract class Persistable {
    */
   load(): Promise<this> {
     const storage = storages.get(this);
-    if (storage === undefined) return this.loadWithSource().then((r) => r.value);
+    // A subclass that overrides loadWithSource keeps being called through it.
+    if (storage === undefined || this.loadWithSource !== Persistable.prototype.loadWithSource) {
+      return this.loadWithSource().then((r) => r.value);
+    }
     // One promise hop (a hot load is a few µs; each await costs a tenth of that).
     try {
       return storage.loadValue(this.getKey(), this.#decoder()).then((r) => this.fromStored(r.value));

@@ -445,4 +445,20 @@ describe("Persistable.load", () => {
     expect(pending).toBeInstanceOf(Promise);
     await expect(pending).rejects.toThrow(InvalidKeyError);
   });
+
+  it("load() still goes through a subclass's own loadWithSource", async () => {
+    const { storage } = await twoTier();
+    await Object.assign(new Plain("q"), { n: 1 }).withStorage(storage).save();
+    const seen: string[] = [];
+    class Audited extends Plain {
+      override async loadWithSource() {
+        const r = await super.loadWithSource();
+        seen.push(r.profile);
+        return r;
+      }
+    }
+    const back = await new Audited("q").withStorage(storage).load();
+    expect(back.n).toBe(1);
+    expect(seen).toEqual(["memory"]);
+  });
 });
