@@ -169,6 +169,11 @@ export abstract class Persistable {
   }
 }
 
+/** @internal What `template.load()` returns for stored data its decoder accepted (its `fromStored`). */
+export function loadedFrom<T extends Persistable>(template: T, data: unknown): T {
+  return (template as unknown as { fromStored(data: unknown): T }).fromStored(data);
+}
+
 /** @internal `loaded` (built by `fromStored`) takes `template`'s storage, if it was given one. */
 export function adoptLoaded<T extends Persistable>(template: T, loaded: T): T {
   const given = storages.get(template);

@@ -392,6 +392,15 @@ describe("Document loads", () => {
     Document.schema = { "~standard": { version: 1, vendor: "t", validate: () => ({ issues: [{ message: "no" }] }) } };
     try {
       await expect(new Document("z").withStorage(storage).load()).rejects.toThrow(/no/);
+      const r = await loadDocumentsByIds(["z"], { storage });
+      expect(r.failed[0]?.error.message).toMatch(/no/);
+      // A schema that accepts: the documents are still Documents, bound to the storage.
+      Document.schema = {
+        "~standard": { version: 1, vendor: "t", validate: (v) => ({ value: { ...(v as object), title: "seen" } }) },
+      } as typeof Document.schema;
+      const ok = await loadDocumentsByIds(["z"], { storage });
+      expect(ok.documents[0]).toBeInstanceOf(Document);
+      expect(ok.documents[0]?.title).toBe("seen");
     } finally {
       Document.schema = before;
     }

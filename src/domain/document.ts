@@ -15,7 +15,7 @@ import { checkConcurrency } from "../_limit.js";
 import { DeviceStorage } from "../device-storage.js";
 import { NotFoundError, PersistenceError } from "../errors.js";
 import { normalizeKey } from "../keys.js";
-import { adoptLoaded, FAST_DECODER, Persistable, schemaDecoder } from "../persistable.js";
+import { adoptLoaded, FAST_DECODER, loadedFrom, Persistable, schemaDecoder } from "../persistable.js";
 
 // ---------------------------------------------------------------------------
 // serde-like readers (internal: used by the domain schemas, not re-exported)
@@ -496,12 +496,22 @@ export async function loadDocumentsByIds(
 
   // The key Document#getKey gives, without building a Document per id.
   const keys = ids.map((id) => `document_${normalizeKey(id)}.json`);
-  const outcomes = await storage.loadValues(keys, asDocument, { concurrency });
+  // With the built-in schema, values decode straight into Documents; a replaced one is honoured.
+  const direct = Document.schema === documentSchema;
+  const outcomes = await storage.loadValues(keys, direct ? asDocument : schemaDecoder(Document.schema), {
+    concurrency,
+  });
 
   const result: LoadDocumentsResult = { documents: [], missing: [], failed: [] };
   outcomes.forEach((o, i) => {
     // Bound to `storage`, as `new Document(id).withStorage(storage).load()` would be.
-    if (o.ok) result.documents.push(o.value.withStorage(storage));
+    if (o.ok) {
+      result.documents.push(
+        direct
+          ? (o.value as Document).withStorage(storage)
+          : loadedFrom(new Document(ids[i]!).withStorage(storage), o.value),
+      );
+    }
     else if (o.error instanceof NotFoundError) result.missing.push(ids[i]!);
     // The storage itself is unusable: not a per-document outcome.
     else if (o.error instanceof PersistenceError && o.error.code === "E_CLOSED") throw o.error;
