@@ -504,21 +504,23 @@ export async function loadDocumentsByIds(
 
   const result: LoadDocumentsResult = { documents: [], missing: [], failed: [] };
   outcomes.forEach((o, i) => {
-    // Bound to `storage`, as `new Document(id).withStorage(storage).load()` would be.
     if (o.ok) {
+      // Bound to `storage`, as `new Document(id).withStorage(storage).load()` would be.
       result.documents.push(
         direct
           ? (o.value as Document).withStorage(storage)
           : loadedFrom(new Document(ids[i]!).withStorage(storage), o.value),
       );
+      return;
     }
-    else if (o.error instanceof NotFoundError) result.missing.push(ids[i]!);
+    if (o.error instanceof NotFoundError) {
+      result.missing.push(ids[i]!);
+      return;
+    }
     // The storage itself is unusable: not a per-document outcome.
-    else if (o.error instanceof PersistenceError && o.error.code === "E_CLOSED") throw o.error;
-    else {
-      storage.logger.warn({ id: ids[i], err: o.error }, "could not load document");
-      result.failed.push({ id: ids[i]!, error: o.error });
-    }
+    if (o.error instanceof PersistenceError && o.error.code === "E_CLOSED") throw o.error;
+    storage.logger.warn({ id: ids[i], err: o.error }, "could not load document");
+    result.failed.push({ id: ids[i]!, error: o.error });
   });
   return result;
 }
