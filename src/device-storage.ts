@@ -588,7 +588,10 @@ export class DeviceStorage {
    * @throws BackendError if the key was not found and some profile failed (so absence is not certain).
    */
   loadValue<T = unknown>(key: string, decode?: Decoder<T>): Promise<LoadResult<T>> {
-    this.#checkOpen();
+    // Every error arrives as a rejection (a closed storage, a decoder that is not a function).
+    if (this.#closed || (decode !== undefined && typeof decode !== "function")) {
+      return Promise.reject(this.#closed ? closedError() : notADecoder(decode));
+    }
     if (this.#live && (++this.#loads & 31) === 0) this.#healthCheck();
     if (!loadChannel.hasSubscribers) return this.#reader.load(key, decode);
     return loadChannel.tracePromise(() => this.#reader.load(key, decode), { key });
@@ -618,6 +621,7 @@ export class DeviceStorage {
     if (!Array.isArray(keys)) {
       throw new PersistenceError(`Expected \`keys\` to be an array of strings, got ${typeof keys}`);
     }
+    if (decode !== undefined && typeof decode !== "function") throw notADecoder(decode);
     this.#checkOpen();
     if (loadChannel.hasSubscribers) {
       // Traced: one load span per key, as loadValue gives.
@@ -808,7 +812,7 @@ export class DeviceStorage {
   }
 
   #checkOpen(): void {
-    if (this.#closed) throw new PersistenceError("DeviceStorage is closed", {}, "E_CLOSED");
+    if (this.#closed) throw closedError();
   }
 
   #targets(profiles: readonly string[] | undefined): readonly ProfileEntry[] {
@@ -868,6 +872,19 @@ export class DeviceStorage {
       else this.#writing.set(key, n);
     }
   }
+}
+
+function closedError(): PersistenceError {
+  return new PersistenceError("DeviceStorage is closed", {}, "E_CLOSED");
+}
+
+/** A schema object passed where a decoder function goes is the usual mistake: say how to fix it. */
+function notADecoder(decode: unknown): PersistenceError {
+  const what = decode === null ? "null" : typeof decode;
+  const schema = typeof decode === "object" && decode !== null && "~standard" in decode;
+  return new PersistenceError(
+    `Expected \`decode\` to be a function (json) => value, got ${schema ? "a Standard Schema object: wrap it with schemaDecoder(schema)" : what}`,
+  );
 }
 
 /** `liveRanking.healthCheckMs`, checked (default 1000). */

@@ -344,8 +344,18 @@ describe("loadValues", () => {
     } finally {
       unsubscribe(`tracing:${CHANNELS.load}:start`, onStart);
     }
+    const zodSchema = z.number();
+    await expect(storage.loadValue("a.json", zodSchema as never)).rejects.toThrow(/schemaDecoder\(schema\)/);
+    await expect(storage.loadValues(["a.json"], zodSchema as never)).rejects.toThrow(/schemaDecoder\(schema\)/);
+    await expect(storage.loadValue("a.json", 42 as never)).rejects.toThrow(/got number/);
     await storage.close();
     await expect(storage.loadValues(["a.json"])).rejects.toMatchObject({ code: "E_CLOSED" });
+    // A closed storage rejects; it never throws synchronously from a promise-returning call.
+    let pending: Promise<unknown> | undefined;
+    expect(() => {
+      pending = storage.loadValue("a.json");
+    }).not.toThrow();
+    await expect(pending).rejects.toMatchObject({ code: "E_CLOSED" });
   });
 });
 
