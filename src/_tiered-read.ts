@@ -9,7 +9,7 @@
 import { performance } from "node:perf_hooks";
 import { traced, writeBackChannel } from "./_channels.js";
 import { forEachLimit } from "./_limit.js";
-import { decodeStored, recompressStored, storedSize } from "./codec.js";
+import { decodeStored, recompressStored } from "./codec.js";
 import type { ProfileStats } from "./device-storage.js";
 import { BackendError, DeserializeError, NotFoundError, PersistenceError } from "./errors.js";
 import { validateKey } from "./keys.js";
@@ -234,25 +234,25 @@ export class TieredReader<E extends Entry = Entry> {
     }
     // Tier 0 answers synchronously where it can: a hit costs no extra promise hops.
     if (fastest.op.readSync || fastest.op.readStoredSync) {
-      let bytes: StoredValue | undefined;
+      let stored: StoredValue | undefined;
       try {
         // Latency is sampled (1 read in 16): timing every hit would cost more than the hit.
         if (this.#d.observeSync && (++this.#syncReads & 15) === 0) {
           const t0 = performance.now();
-          bytes = readStoredSync(fastest.op, key);
+          stored = readStoredSync(fastest.op, key);
           this.#d.observeSync(fastest, (performance.now() - t0) * 1000);
-        } else bytes = readStoredSync(fastest.op, key);
+        } else stored = readStoredSync(fastest.op, key);
       } catch (err) {
         if (!(err instanceof PersistenceError) || err.code === "E_INVALID_KEY" || err.code === "E_CLOSED") {
           return Promise.reject(err);
         }
         return this.#afterFastest(fastest, key, dec, { kind: "failed", error: err });
       }
-      if (bytes === undefined) {
+      if (stored === undefined) {
         st.misses++;
         return this.#syncFallback(fastest, key, dec) ?? this.#afterFastest(fastest, key, dec, { kind: "missing" });
       }
-      return this.#checkExpiry(key, bytes, dec);
+      return this.#checkExpiry(key, stored, dec);
     }
     return this.#readAsync(key, dec);
   }
@@ -302,11 +302,11 @@ export class TieredReader<E extends Entry = Entry> {
     st.bytesRead += stored.size;
     const fst = d.stats(fastest.name);
     try {
-      const data = recompressStored(stored);
+      const back = recompressStored(stored);
       // The bytes were read for this load alone: the fastest profile may keep them.
-      fastest.op.writeSync(key, data, true);
+      fastest.op.writeSync(key, back.data, true);
       fst.writeBacks++;
-      fst.bytesWritten += data === stored.data ? stored.size : storedSize(data);
+      fst.bytesWritten += back.size;
     } catch (err) {
       fst.failures++;
       d.logger.warn({ profile: fastest.name, key, err }, "write-back failed");
@@ -316,10 +316,10 @@ export class TieredReader<E extends Entry = Entry> {
 
   async #readAsync(key: string, dec: Decoder<unknown>): Promise<Loaded> {
     const fastest = this.#fastest;
-    let bytes: StoredValue;
+    let stored: StoredValue;
     try {
       const data = await this.#d.call(fastest, "read", key, () => fastest.op.read(key));
-      bytes = { data, size: data.length };
+      stored = { data, size: data.length };
     } catch (err) {
       if (err instanceof NotFoundError) {
         this.#d.stats(fastest.name).misses++;
@@ -328,16 +328,16 @@ export class TieredReader<E extends Entry = Entry> {
       if (isCallerError(err)) throw err;
       return this.#afterFastest(fastest, key, dec, { kind: "failed", error: err as Error });
     }
-    return this.#checkExpiry(key, bytes, dec);
+    return this.#checkExpiry(key, stored, dec);
   }
 
   /** A tier-0 hit that has expired is a miss (and is purged in the background). */
-  #checkExpiry(key: string, bytes: StoredValue, dec: Decoder<unknown>): Promise<Loaded> {
+  #checkExpiry(key: string, stored: StoredValue, dec: Decoder<unknown>): Promise<Loaded> {
     const fastest = this.#fastest;
     const at = this.#d.expiresAt(fastest, key);
-    if (at === undefined) return this.#decodeFastest(key, bytes, dec);
+    if (at === undefined) return this.#decodeFastest(key, stored, dec);
     const decide = (t: number | undefined): Promise<Loaded> => {
-      if (t === undefined || t > Date.now()) return this.#decodeFastest(key, bytes, dec);
+      if (t === undefined || t > Date.now()) return this.#decodeFastest(key, stored, dec);
       this.#d.stats(fastest.name).misses++;
       this.#d.purge(fastest, key);
       return this.#afterFastest(fastest, key, dec, { kind: "missing" });
@@ -347,12 +347,12 @@ export class TieredReader<E extends Entry = Entry> {
       : at.then(decide, (err) => this.#afterFastest(fastest, key, dec, { kind: "failed", error: err }));
   }
 
-  #decodeFastest(key: string, bytes: StoredValue, dec: Decoder<unknown>): Promise<Loaded> {
+  #decodeFastest(key: string, stored: StoredValue, dec: Decoder<unknown>): Promise<Loaded> {
     const fastest = this.#fastest;
     const st = this.#d.stats(fastest.name);
     let parsed: unknown;
     try {
-      parsed = decodeStored(bytes.data, { profile: fastest.name, key });
+      parsed = decodeStored(stored.data, { profile: fastest.name, key });
     } catch (err) {
       return this.#afterFastest(fastest, key, dec, { kind: "failed", error: err as Error });
     }
@@ -366,14 +366,14 @@ export class TieredReader<E extends Entry = Entry> {
       return value.then(
         (v) => {
           st.hits++;
-          st.bytesRead += bytes.size;
+          st.bytesRead += stored.size;
           return { value: v, profile: fastest.name, writeBack: false };
         },
         (err) => this.#afterFastest(fastest, key, dec, { kind: "failed", error: mismatch(fastest.name, key, err) }),
       );
     }
     st.hits++;
-    st.bytesRead += bytes.size;
+    st.bytesRead += stored.size;
     return Promise.resolve({ value, profile: fastest.name, writeBack: false });
   }
 
@@ -508,8 +508,7 @@ export class TieredReader<E extends Entry = Entry> {
             st.writeBacksSkipped++;
             return;
           }
-          const data = recompressStored(found.stored);
-          const size = data === found.stored.data ? found.stored.size : storedSize(data);
+          const { data, size } = recompressStored(found.stored);
           const context = { key, profile: fastest.name, from: found.profile, bytes: size };
           if (found.expiresAt !== undefined && found.expiresAt <= Date.now()) {
             st.writeBacksSkipped++;

@@ -223,14 +223,13 @@ export function decodeStored(data: Uint8Array | string, context: CodecContext & 
 /**
  * What a write-back stores for a value read as `stored`: bytes already
  * compressed as they are, anything else through {@link maybeCompress} (text
- * under the threshold is kept as text).
+ * under the threshold is kept as text), with its stored size.
  */
-export function recompressStored(stored: StoredValue): Uint8Array | string {
+export function recompressStored(stored: StoredValue): StoredValue {
   const { data } = stored;
-  if (typeof data === "string") {
-    return stored.size < COMPRESSION_THRESHOLD ? data : maybeCompress(utf8Encoder.encode(data));
-  }
-  return isCompressed(data) ? data : maybeCompress(data);
+  if (typeof data === "string" ? stored.size < COMPRESSION_THRESHOLD : isCompressed(data)) return stored;
+  const out = maybeCompress(typeof data === "string" ? utf8Encoder.encode(data) : data);
+  return out === data ? stored : { data: out, size: out.length };
 }
 
 /**

@@ -144,11 +144,23 @@ export function sqliteOperator(options: SqliteOperatorOptions, profile = "sqlite
     return v === undefined ? undefined : asBytes(v);
   };
 
+  const readBytesStored = (path: string): StoredValue | undefined => {
+    const data = readSync(path);
+    return data === undefined ? undefined : { data, size: data.length };
+  };
+  /**
+   * A value read as text (`CAST(value AS TEXT)`). V8 turns every invalid UTF-8 sequence into
+   * U+FFFD, so text without one stands for the stored bytes exactly; text with one (invalid
+   * bytes, or a real U+FFFD) or NULL is read again as bytes.
+   */
+  const fromText = (path: string, text: string | null): StoredValue | undefined =>
+    text === null || text.includes("\uFFFD")
+      ? readBytesStored(path)
+      : // (Counting the bytes here is cheaper than having SQLite return the length: a row array costs more.)
+        { data: text, size: Buffer.byteLength(text, "utf8") };
+
   const readStoredSync = (path: string): StoredValue | undefined => {
-    if (!utf8) {
-      const data = readSync(path);
-      return data === undefined ? undefined : { data, size: data.length };
-    }
+    if (!utf8) return readBytesStored(path);
     validateKey(path, profile);
     state.check(path);
     let text: string | null | undefined;
@@ -157,15 +169,7 @@ export function sqliteOperator(options: SqliteOperatorOptions, profile = "sqlite
     } catch (err) {
       return fail("read", path, err);
     }
-    if (text === undefined) return undefined;
-    // V8 turns every invalid UTF-8 sequence into U+FFFD: text without one stands for the stored
-    // bytes exactly. Text with one (invalid bytes, or a real U+FFFD) is read again as bytes.
-    if (text === null || text.includes("\uFFFD")) {
-      const data = readSync(path);
-      return data === undefined ? undefined : { data, size: data.length };
-    }
-    // (Counting the bytes here is cheaper than having SQLite return the length: a row array costs more.)
-    return { data: text, size: Buffer.byteLength(text, "utf8") };
+    return text === undefined ? undefined : fromText(path, text);
   };
 
   const readManyStoredSync = (paths: readonly string[]): (StoredValue | undefined)[] => {
@@ -193,10 +197,7 @@ export function sqliteOperator(options: SqliteOperatorOptions, profile = "sqlite
       for (let i = start; i < end; i++) {
         const path = paths[i]!;
         const text = found.get(path);
-        if (text === undefined) out[i] = undefined;
-        // Same rule as readStoredSync: text with U+FFFD (or NULL) is read again as bytes.
-        else if (text === null || text.includes("\uFFFD")) out[i] = readStoredSync(path);
-        else out[i] = { data: text, size: Buffer.byteLength(text, "utf8") };
+        out[i] = text === undefined ? undefined : fromText(path, text);
       }
     }
     return out;
