@@ -180,6 +180,17 @@ describe("values kept as text", () => {
     await expect(op.write("b", "x")).rejects.toThrow(/quota/);
   });
 
+  it("an LRU quota counts synchronous and batched reads as uses (the read-back keys are kept)", async () => {
+    const op = track(
+      await quotaOperator(sqliteOperator({ datadir: tempDir() }), { maxItems: 3, policy: "lru", profile: "q" }),
+    );
+    for (const k of ["a", "b", "c"]) await op.write(k, `"${k}"`);
+    expect(op.readManyStoredSync!(["a"])[0]?.data).toBe('"a"');
+    expect(op.readStoredSync!("b")?.data).toBe('"b"');
+    await op.write("d", '"d"'); // evicts the least recently used: c
+    expect((await op.list()).sort()).toEqual(["a", "b", "d"]);
+  });
+
   it("encodeJsonStored keeps small values as text and compresses large ones like encodeJson", () => {
     const small = encodeJsonStored({ a: "é" });
     expect(small).toEqual({ data: '{"a":"é"}', size: 10 });
