@@ -34,7 +34,7 @@ function openRawSqlite(file: string) {
 
 async function startupOurs() {
   const t0 = performance.now();
-  const { DeviceStorage } = await import("../src/device-storage.js");
+  const { DeviceStorage } = await import("../src/storage/device-storage.js");
   const { silentLogger } = await import("../src/logger.js");
   const t1 = performance.now();
   const storage = await DeviceStorage.fromSettings(settings(dir), { logger: silentLogger });
@@ -66,7 +66,7 @@ async function rss(ours: boolean) {
   let save: (i: number) => unknown;
   let close: () => unknown;
   if (ours) {
-    const { DeviceStorage } = await import("../src/device-storage.js");
+    const { DeviceStorage } = await import("../src/storage/device-storage.js");
     const { silentLogger } = await import("../src/logger.js");
     const storage = await DeviceStorage.fromSettings(
       { profiles: { memory: { type: "memory" }, sqlite: { type: "sqlite", datadir: join(dir, "sqlite") } } },

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Document, type DocumentData } from "../src/domain/document.js";
-import { seededRandom } from "../src/operators/chaos.js";
+import { seededRandom } from "../src/operators/wrappers/chaos.js";
 
 /** Size of one benchmark document's JSON, in bytes. */
 export const DOC_BYTES = 1024;

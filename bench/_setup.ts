@@ -5,11 +5,11 @@
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import type BetterSqlite3 from "better-sqlite3";
-import { DeviceStorage } from "../src/device-storage.js";
 import { consoleLogger, silentLogger } from "../src/logger.js";
-import { memoryOperator } from "../src/operators/memory.js";
-import { sqliteOperator } from "../src/operators/sqlite.js";
+import { memoryOperator } from "../src/operators/drivers/memory.js";
+import { sqliteOperator } from "../src/operators/drivers/sqlite.js";
 import type { Operator } from "../src/operators/types.js";
+import { DeviceStorage } from "../src/storage/device-storage.js";
 import type { Row } from "./_harness.js";
 
 const require = createRequire(import.meta.url);

@@ -141,6 +141,16 @@ export class QuotaExceededError extends PersistenceError {
   }
 }
 
+/**
+ * Whether `err` is the caller's doing (a bad key, a closed storage) rather
+ * than a backend's: such an error is passed straight back, never retried,
+ * never counted against a tier and never a reason to fall back. The one
+ * classification rule every path uses.
+ */
+export function isCallerError(err: unknown): boolean {
+  return err instanceof InvalidKeyError || err instanceof ClosedError;
+}
+
 /** Outcome of a write to one profile. */
 export type ProfileOutcome = { profile: string; ok: true } | { profile: string; ok: false; error: Error };
 

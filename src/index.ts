@@ -10,8 +10,6 @@
  * const back = await new Document("my-doc").withStorage(storage).load();
  */
 
-export type { LiveRankingOptions } from "./_live-ranking.js";
-export type { Decoder } from "./_tiered-read.js";
 export {
   COMPRESSION_LEVEL,
   COMPRESSION_THRESHOLD,
@@ -24,38 +22,23 @@ export {
   maybeDecompress,
   ZSTD_MAGIC,
 } from "./codec.js";
-export {
-  type CleanupReport,
-  DeviceStorage,
-  type DeviceStorageOptions,
-  type LoadOutcome,
-  type LoadResult,
-  PROBE_KEY_PREFIX,
-  type PrefetchResult,
-  type ProfileEntry,
-  type ProfileStats,
-  type SaveOptions,
-  type StorageSettings,
-} from "./device-storage.js";
 export { CHANNELS } from "./diagnostics.js";
 export * from "./domain/index.js";
 export * from "./errors.js";
-export { MAX_KEY_BYTES, normalizeKey, validateKey, validatePrefix } from "./keys.js";
-export { consoleLogger, type Logger, silentLogger } from "./logger.js";
 export {
-  CHAOS_METHODS,
-  type ChaosCalls,
-  type ChaosFaults,
-  type ChaosMethod,
-  type ChaosOperator,
-  chaosOperator,
-  seededRandom,
-} from "./operators/chaos.js";
-export { type FsOperatorOptions, fsOperator } from "./operators/fs.js";
+  isReservedKey,
+  MAX_KEY_BYTES,
+  normalizeKey,
+  PROBE_KEY_PREFIX,
+  RESERVED_KEY_PREFIX,
+  validateKey,
+  validatePrefix,
+} from "./keys/index.js";
+export { consoleLogger, type Logger, silentLogger } from "./logger.js";
+export { type FsOperatorOptions, fsOperator } from "./operators/drivers/fs.js";
+export { type MemoryOperatorOptions, memoryOperator } from "./operators/drivers/memory.js";
+export { type SqliteOperatorOptions, sqliteOperator } from "./operators/drivers/sqlite.js";
 export { type CreateOperatorContext, createOperator, NATIVE_SCHEMES } from "./operators/index.js";
-export { type MemoryOperatorOptions, memoryOperator } from "./operators/memory.js";
-export { parseSize, type QuotaOptions, quotaOperator } from "./operators/quota.js";
-export { type SqliteOperatorOptions, sqliteOperator } from "./operators/sqlite.js";
 export type {
   Operator,
   OperatorCapabilities,
@@ -64,5 +47,16 @@ export type {
   StatResult,
   StoredValue,
 } from "./operators/types.js";
+export {
+  CHAOS_METHODS,
+  type ChaosCalls,
+  type ChaosFaults,
+  type ChaosMethod,
+  type ChaosOperator,
+  chaosOperator,
+  seededRandom,
+} from "./operators/wrappers/chaos.js";
+export { parseSize, type QuotaOptions, quotaOperator } from "./operators/wrappers/quota.js";
 export { Persistable, type PersistableClass, schemaDecoder } from "./persistable.js";
 export * from "./settings/index.js";
+export * from "./storage/index.js";

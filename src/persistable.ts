@@ -1,8 +1,9 @@
 import type { StandardSchemaV1 } from "@standard-schema/spec";
-import type { Decoder } from "./_tiered-read.js";
-import type { DeviceStorage, LoadResult, ProfileEntry } from "./device-storage.js";
 import { DeserializeError } from "./errors.js";
-import { normalizeKey } from "./keys.js";
+import { normalizeKey } from "./keys/index.js";
+import { DeviceStorage } from "./storage/device-storage.js";
+import type { Tier } from "./storage/tier.js";
+import type { Decoder, LoadResult } from "./storage/types.js";
 
 /**
  * Builds a decoder from a Standard Schema (zod 4, valibot, arktype, ...):
@@ -74,15 +75,13 @@ export abstract class Persistable {
   }
 
   /** The storage this object uses: the one given to {@link withStorage}, else `DeviceStorage.instance()`. */
-  async storage(): Promise<DeviceStorage> {
-    const given = storages.get(this);
-    if (given) return given;
-    const { DeviceStorage } = await import("./device-storage.js");
-    return DeviceStorage.instance();
+  storage(): Promise<DeviceStorage> {
+    const given = storages.get(this) ?? DeviceStorage.current;
+    return given ? Promise.resolve(given) : DeviceStorage.instance();
   }
 
   /** The profiles (fastest first) and the fastest operator, as the Rust `load_config`. */
-  async loadConfig(): Promise<{ ops: ReadonlyMap<string, ProfileEntry>; fastestOp: DeviceStorage["fastestOp"] }> {
+  async loadConfig(): Promise<{ ops: ReadonlyMap<string, Tier>; fastestOp: DeviceStorage["fastestOp"] }> {
     const s = await this.storage();
     return { ops: s.ops, fastestOp: s.fastestOp };
   }
@@ -119,7 +118,8 @@ export abstract class Persistable {
    * @throws NotFoundError, DeserializeError, BackendError (see `DeviceStorage.loadValue`).
    */
   load(): Promise<this> {
-    const storage = storages.get(this);
+    // Given storage, else the process singleton once it is ready: both take the one-hop path.
+    const storage = storages.get(this) ?? DeviceStorage.current;
     // A subclass that overrides loadWithSource keeps being called through it.
     if (storage === undefined || this.loadWithSource !== Persistable.prototype.loadWithSource) {
       return this.loadWithSource().then((r) => r.value);
@@ -134,7 +134,7 @@ export abstract class Persistable {
 
   /** As {@link load}, also telling which profile served the value and whether a write-back was scheduled. */
   async loadWithSource(): Promise<LoadResult<this>> {
-    const storage = storages.get(this) ?? (await this.storage());
+    const storage = await this.storage();
     const r = await storage.loadValue(this.getKey(), this.#decoder());
     return { value: this.fromStored(r.value), profile: r.profile, writeBack: r.writeBack };
   }

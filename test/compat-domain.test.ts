@@ -10,10 +10,10 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { isCompressed, maybeDecompress } from "../src/codec.js";
-import { DeviceStorage } from "../src/device-storage.js";
 import { Document } from "../src/domain/document.js";
 import { Thesaurus } from "../src/domain/thesaurus.js";
 import { silentLogger } from "../src/logger.js";
+import { DeviceStorage } from "../src/storage/device-storage.js";
 
 interface Expected {
   sha256_of_json: string;

@@ -9,9 +9,9 @@ import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { DeviceStorage } from "../src/device-storage.js";
 import { silentLogger } from "../src/logger.js";
 import { loadSettings } from "../src/settings/index.js";
+import { DeviceStorage } from "../src/storage/device-storage.js";
 import { startS3rver } from "./helpers/servers.js";
 
 const COMPAT = resolve(import.meta.dirname, "../../shared/compat/rust-settings");

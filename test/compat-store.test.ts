@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { decodeJson, isCompressed, maybeDecompress } from "../src/codec.js";
-import { sqliteOperator } from "../src/operators/sqlite.js";
+import { sqliteOperator } from "../src/operators/drivers/sqlite.js";
 import type { Operator } from "../src/operators/types.js";
 
 interface Expected {

@@ -4,7 +4,6 @@ import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { isCompressed, maybeDecompress } from "../src/codec.js";
-import { DeviceStorage } from "../src/device-storage.js";
 import {
   BackendError,
   DeserializeError,
@@ -15,9 +14,10 @@ import {
   ProfileError,
 } from "../src/errors.js";
 import { silentLogger } from "../src/logger.js";
-import { chaosOperator } from "../src/operators/chaos.js";
 import { createOperator } from "../src/operators/index.js";
+import { chaosOperator } from "../src/operators/wrappers/chaos.js";
 import { Persistable } from "../src/persistable.js";
+import { DeviceStorage } from "../src/storage/device-storage.js";
 
 const dirs: string[] = [];
 const tempDir = () => {

@@ -2,7 +2,6 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { DeviceStorage } from "../src/device-storage.js";
 import {
   addMessage,
   CONVERSATION_INDEX_KEY,
@@ -17,9 +16,10 @@ import { Document, documentSchema, loadDocumentsByIds } from "../src/domain/docu
 import { createNormalizedTerm, Thesaurus, thesaurusSchema } from "../src/domain/thesaurus.js";
 import { BackendError, DeserializeError, InvalidKeyError, NotFoundError, PersistenceError } from "../src/errors.js";
 import { silentLogger } from "../src/logger.js";
-import { chaosOperator } from "../src/operators/chaos.js";
 import { createOperator } from "../src/operators/index.js";
 import type { Operator } from "../src/operators/types.js";
+import { chaosOperator } from "../src/operators/wrappers/chaos.js";
+import { DeviceStorage } from "../src/storage/device-storage.js";
 
 const dirs: string[] = [];
 const tempDir = () => {

@@ -8,11 +8,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { maybeDecompress } from "../src/codec.js";
-import { DeviceStorage } from "../src/device-storage.js";
 import { NotFoundError, PartialWriteError, ProfileError, QuotaExceededError } from "../src/errors.js";
 import { silentLogger } from "../src/logger.js";
-import { chaosOperator } from "../src/operators/chaos.js";
 import { createOperator } from "../src/operators/index.js";
+import { chaosOperator } from "../src/operators/wrappers/chaos.js";
+import { DeviceStorage } from "../src/storage/device-storage.js";
 import { requireServer } from "./helpers/servers.js";
 
 const dirs: string[] = [];

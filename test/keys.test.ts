@@ -2,9 +2,9 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { sipHash13 } from "../src/_siphash.js";
 import { InvalidKeyError } from "../src/errors.js";
-import { MAX_KEY_BYTES, normalizeKey, validateKey, validatePrefix } from "../src/keys.js";
+import { sipHash13 } from "../src/keys/_siphash.js";
+import { MAX_KEY_BYTES, normalizeKey, validateKey, validatePrefix } from "../src/keys/index.js";
 
 const repoRoot = fileURLToPath(new URL("..", import.meta.url));
 const vectors = JSON.parse(readFileSync(resolve(repoRoot, "../shared/compat/normalize_key.json"), "utf8")) as {

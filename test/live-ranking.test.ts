@@ -2,13 +2,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { LiveRanking } from "../src/_live-ranking.js";
-import { DeviceStorage } from "../src/device-storage.js";
 import { BackendError } from "../src/errors.js";
 import { silentLogger } from "../src/logger.js";
-import { chaosOperator } from "../src/operators/chaos.js";
+import { memoryOperator as memoryOp } from "../src/operators/drivers/memory.js";
 import { createOperator } from "../src/operators/index.js";
-import { memoryOperator as memoryOp } from "../src/operators/memory.js";
+import { chaosOperator } from "../src/operators/wrappers/chaos.js";
+import { DeviceStorage } from "../src/storage/device-storage.js";
+import { LiveRanking } from "../src/storage/ranking.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tp-live-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -103,8 +103,8 @@ describe("live ranking", () => {
   });
 
   it("one slow sample (a GC pause) does not move the ranking; a sustained slowdown does", () => {
-    const a = { name: "a", speed: 1 };
-    const b = { name: "b", speed: 5 };
+    const a = { name: "a", rankLatencyUs: 1 };
+    const b = { name: "b", rankLatencyUs: 5 };
     const changes: string[] = [];
     const live = new LiveRanking(
       [a, b],

@@ -3,12 +3,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { DeviceStorage } from "../src/device-storage.js";
 import { CHANNELS } from "../src/diagnostics.js";
 import { NotFoundError } from "../src/errors.js";
 import { consoleLogger, type Logger } from "../src/logger.js";
-import { chaosOperator } from "../src/operators/chaos.js";
 import { createOperator } from "../src/operators/index.js";
+import { chaosOperator } from "../src/operators/wrappers/chaos.js";
+import { DeviceStorage } from "../src/storage/device-storage.js";
 
 const dir = mkdtempSync(join(tmpdir(), "tp-obs-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

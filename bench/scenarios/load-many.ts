@@ -17,11 +17,11 @@
 import { readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
-import { DeviceStorage } from "../../src/device-storage.js";
 import { loadDocumentsByIds } from "../../src/domain/document.js";
 import { silentLogger } from "../../src/logger.js";
-import { chaosOperator } from "../../src/operators/chaos.js";
 import { createOperator } from "../../src/operators/index.js";
+import { chaosOperator } from "../../src/operators/wrappers/chaos.js";
+import { DeviceStorage } from "../../src/storage/device-storage.js";
 import { s3Options, startS3rver } from "../../test/helpers/servers.js";
 import { docData, docId, docKey, docText } from "../_data.js";
 import { compare, type Row, row, timeSide } from "../_harness.js";

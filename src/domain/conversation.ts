@@ -8,11 +8,12 @@
  */
 import { randomUUID } from "node:crypto";
 import type { StandardSchemaV1 } from "@standard-schema/spec";
-import { KeyedQueue } from "../_keyed-queue.js";
-import { DeviceStorage, type LoadResult } from "../device-storage.js";
 import { InvalidKeyError, NotFoundError, PersistenceError } from "../errors.js";
-import { validateKey } from "../keys.js";
+import { validateKey } from "../keys/index.js";
 import { schemaDecoder } from "../persistable.js";
+import { DeviceStorage } from "../storage/device-storage.js";
+import { KeyedQueue } from "../storage/keyed-queue.js";
+import type { LoadResult } from "../storage/types.js";
 import {
   arrayOf,
   field,

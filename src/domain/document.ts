@@ -11,11 +11,11 @@
  */
 
 import type { StandardSchemaV1 } from "@standard-schema/spec";
-import { checkConcurrency } from "../_limit.js";
-import { DeviceStorage } from "../device-storage.js";
-import { NotFoundError, PersistenceError } from "../errors.js";
-import { normalizeKey } from "../keys.js";
+import { ClosedError, NotFoundError, PersistenceError } from "../errors.js";
+import { normalizeKey } from "../keys/index.js";
 import { adoptLoaded, FAST_DECODER, loadedFrom, Persistable, schemaDecoder } from "../persistable.js";
+import { DeviceStorage } from "../storage/device-storage.js";
+import { checkConcurrency } from "../storage/limit.js";
 
 // ---------------------------------------------------------------------------
 // serde-like readers (internal: used by the domain schemas, not re-exported)
@@ -518,7 +518,7 @@ export async function loadDocumentsByIds(
       return;
     }
     // The storage itself is unusable: not a per-document outcome.
-    if (o.error instanceof PersistenceError && o.error.code === "E_CLOSED") throw o.error;
+    if (o.error instanceof ClosedError) throw o.error;
     storage.logger.warn({ id: ids[i], err: o.error }, "could not load document");
     result.failed.push({ id: ids[i]!, error: o.error });
   });

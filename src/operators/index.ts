@@ -1,7 +1,7 @@
 import { ProfileError, UnsupportedError } from "../errors.js";
-import { fsOperator } from "./fs.js";
-import { memoryOperator } from "./memory.js";
-import { sqliteOperator } from "./sqlite.js";
+import { fsOperator } from "./drivers/fs.js";
+import { memoryOperator } from "./drivers/memory.js";
+import { sqliteOperator } from "./drivers/sqlite.js";
 import type { Operator, OperatorOptions } from "./types.js";
 
 /** Schemes served by native drivers; everything else goes to OpenDAL. */
@@ -47,7 +47,7 @@ export async function createOperator(
     case "fs":
       return fsOperator(options, profile);
     default: {
-      const { opendalOperator } = await import("./opendal.js");
+      const { opendalOperator } = await import("./drivers/opendal.js");
       try {
         return await opendalOperator(scheme.toLowerCase(), { ...options }, { profile });
       } catch (err) {

@@ -3,6 +3,8 @@
  * with `~` / `${VAR:-default}` expansion, `TERRAPHIM_` environment overrides,
  * a default file written on first run, and per-profile errors.
  */
+
+export { isSecretKey } from "./_secrets.js";
 export { DEFAULT_SETTINGS_TOML, defaultSettings, memoryOnlySettings } from "./defaults.js";
 export { defaultSettingsDir, loadSettings, resolveSettingsFile } from "./load.js";
 export { parseSettings } from "./parse.js";

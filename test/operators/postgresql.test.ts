@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { BackendError, ProfileError, UnsupportedError } from "../../src/errors.js";
-import { opendalOperator } from "../../src/operators/opendal.js";
+import { opendalOperator } from "../../src/operators/drivers/opendal.js";
 import { describeOperatorConformance } from "../conformance/index.js";
 import { createPgTable, freePort, POSTGRES, requireServer } from "../helpers/servers.js";
 

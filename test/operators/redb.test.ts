@@ -11,7 +11,7 @@ import {
   ProfileError,
   UnsupportedError,
 } from "../../src/errors.js";
-import { opendalOperator, translateOpendalError } from "../../src/operators/opendal.js";
+import { opendalOperator, translateOpendalError } from "../../src/operators/drivers/opendal.js";
 import { describeOperatorConformance } from "../conformance/index.js";
 
 const root = mkdtempSync(join(tmpdir(), "tp-redb-"));

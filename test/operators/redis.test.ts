@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import { ProfileError, UnsupportedError } from "../../src/errors.js";
-import { opendalOperator } from "../../src/operators/opendal.js";
+import { opendalOperator } from "../../src/operators/drivers/opendal.js";
 import { describeOperatorConformance } from "../conformance/index.js";
 import { freePort, requireServer } from "../helpers/servers.js";
 

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { BackendError, NotFoundError, ProfileError } from "../../src/errors.js";
-import { opendalOperator } from "../../src/operators/opendal.js";
+import { opendalOperator } from "../../src/operators/drivers/opendal.js";
 import { describeOperatorConformance } from "../conformance/index.js";
 import { freePort, s3Options, startS3rver } from "../helpers/servers.js";
 

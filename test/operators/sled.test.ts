@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import { LockedError } from "../../src/errors.js";
-import { opendalOperator } from "../../src/operators/opendal.js";
+import { opendalOperator } from "../../src/operators/drivers/opendal.js";
 import { describeOperatorConformance } from "../conformance/index.js";
 
 const root = mkdtempSync(join(tmpdir(), "tp-sled-"));
@@ -38,7 +38,7 @@ describe("sled", () => {
 
   it("close() waits for sled's delayed flush: writes survive a process.exit() right after it", async () => {
     const dir = freshDir();
-    const module = fileURLToPath(new URL("../../src/operators/opendal.ts", import.meta.url));
+    const module = fileURLToPath(new URL("../../src/operators/drivers/opendal.ts", import.meta.url));
     const script = join(root, `writer${n++}.mts`);
     writeFileSync(
       script,

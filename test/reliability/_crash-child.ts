@@ -11,9 +11,9 @@
  */
 import { writeSync } from "node:fs";
 import { join } from "node:path";
-import { DeviceStorage } from "../../src/device-storage.js";
 import { silentLogger } from "../../src/logger.js";
-import { seededRandom } from "../../src/operators/chaos.js";
+import { seededRandom } from "../../src/operators/wrappers/chaos.js";
+import { DeviceStorage } from "../../src/storage/device-storage.js";
 import { CRASH_KEYS, crashSettings, crashValue } from "./_crash-shared.js";
 
 const [dir, seedArg, kindArg] = process.argv.slice(2);

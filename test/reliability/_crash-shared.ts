@@ -1,6 +1,6 @@
 /** What the crash-consistency child and its test both need to know. */
 import { join } from "node:path";
-import type { StorageSettings } from "../../src/device-storage.js";
+import type { StorageSettings } from "../../src/index.js";
 
 /** Keys the child writes: `k0.json` ... `k29.json` (few, so that keys are overwritten and deleted often). */
 export const CRASH_KEYS = 30;

@@ -2,9 +2,9 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
-import type { DeviceStorage } from "../../src/device-storage.js";
 import { NotFoundError } from "../../src/errors.js";
 import type { Operator } from "../../src/operators/types.js";
+import type { DeviceStorage } from "../../src/storage/device-storage.js";
 
 const dirs: string[] = [];
 

@@ -6,12 +6,12 @@
  * late-landing writes kept in order, torn values read around.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { DeviceStorage } from "../../src/device-storage.js";
 import { BackendError, DeserializeError, PartialWriteError, TimeoutError } from "../../src/errors.js";
 import { silentLogger } from "../../src/logger.js";
-import { CHAOS_METHODS, chaosOperator, seededRandom } from "../../src/operators/chaos.js";
 import { createOperator } from "../../src/operators/index.js";
 import type { Operator } from "../../src/operators/types.js";
+import { CHAOS_METHODS, chaosOperator, seededRandom } from "../../src/operators/wrappers/chaos.js";
+import { DeviceStorage } from "../../src/storage/device-storage.js";
 import { readOrUndefined, removeTempDirs, tempDir } from "./_util.js";
 
 const open: DeviceStorage[] = [];

@@ -10,11 +10,11 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { decodeJson } from "../../src/codec.js";
-import { DeviceStorage } from "../../src/device-storage.js";
 import { BackendError, NotFoundError, PartialWriteError } from "../../src/errors.js";
 import { silentLogger } from "../../src/logger.js";
-import { type ChaosOperator, chaosOperator, seededRandom } from "../../src/operators/chaos.js";
 import { createOperator } from "../../src/operators/index.js";
+import { type ChaosOperator, chaosOperator, seededRandom } from "../../src/operators/wrappers/chaos.js";
+import { DeviceStorage } from "../../src/storage/device-storage.js";
 import { readOrUndefined, removeTempDirs, tempDir } from "./_util.js";
 
 afterAll(removeTempDirs);

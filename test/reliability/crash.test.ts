@@ -11,10 +11,10 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { decodeJson } from "../../src/codec.js";
-import { DeviceStorage } from "../../src/device-storage.js";
 import { NotFoundError } from "../../src/errors.js";
 import { silentLogger } from "../../src/logger.js";
-import { seededRandom } from "../../src/operators/chaos.js";
+import { seededRandom } from "../../src/operators/wrappers/chaos.js";
+import { DeviceStorage } from "../../src/storage/device-storage.js";
 import { CRASH_KEYS, crashSettings, crashValue } from "./_crash-shared.js";
 
 const RUNS = Number(process.env.CRASH_RUNS ?? 36);

@@ -12,7 +12,6 @@ import { join } from "node:path";
 import BetterSqlite3 from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { maybeCompress } from "../../src/codec.js";
-import { DeviceStorage } from "../../src/device-storage.js";
 import {
   BackendError,
   DeserializeError,
@@ -23,10 +22,11 @@ import {
   SettingsError,
 } from "../../src/errors.js";
 import { silentLogger } from "../../src/logger.js";
-import { seededRandom } from "../../src/operators/chaos.js";
 import { createOperator } from "../../src/operators/index.js";
 import type { Operator } from "../../src/operators/types.js";
+import { seededRandom } from "../../src/operators/wrappers/chaos.js";
 import { loadSettings, parseSettings } from "../../src/settings/index.js";
+import { DeviceStorage } from "../../src/storage/device-storage.js";
 import { portAnswers, psql, type S3rverInstance, startS3rver } from "../helpers/servers.js";
 import { opSnapshot, readOrUndefined, removeTempDirs, tempDir, treeSnapshot } from "./_util.js";
 

@@ -9,8 +9,8 @@
  */
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DeviceStorage, type StorageSettings } from "../../src/device-storage.js";
 import { PartialWriteError, ProfileError } from "../../src/errors.js";
+import { DeviceStorage, type StorageSettings } from "../../src/index.js";
 import { silentLogger } from "../../src/logger.js";
 import {
   hasCommand,

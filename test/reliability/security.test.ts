@@ -16,11 +16,11 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { DeviceStorage } from "../../src/device-storage.js";
 import { InvalidKeyError, PartialWriteError } from "../../src/errors.js";
 import type { Logger } from "../../src/logger.js";
 import { createOperator } from "../../src/operators/index.js";
 import { loadSettings, parseSettings } from "../../src/settings/index.js";
+import { DeviceStorage } from "../../src/storage/device-storage.js";
 import {
   createPgTable,
   hasCommand,

@@ -1,6 +1,7 @@
-import { storedSize } from "../codec.js";
-import { ProfileError, QuotaExceededError } from "../errors.js";
-import type { Operator } from "./types.js";
+import { storedSize } from "../../codec.js";
+import { ProfileError, QuotaExceededError } from "../../errors.js";
+import { isReservedKey } from "../../keys/index.js";
+import type { Operator } from "../types.js";
 
 /** Options of {@link quotaOperator}. */
 export interface QuotaOptions {
@@ -18,9 +19,6 @@ export interface QuotaOptions {
   profile?: string;
 }
 
-/** Keys this library reserves (probes, metadata): never counted, never evicted. */
-const RESERVED = ".terraphim-";
-
 /**
  * Enforces a size and/or item quota on an operator. Existing content is
  * counted at start where the operator can list; an `lru` quota on one that
@@ -37,7 +35,7 @@ export async function quotaOperator(inner: Operator, options: QuotaOptions): Pro
   let evictions = 0;
   if (inner.capabilities.list) {
     for (const key of await inner.list()) {
-      if (key.startsWith(RESERVED)) continue;
+      if (isReservedKey(key)) continue;
       const { contentLength } = await inner.stat(key);
       sizes.set(key, contentLength);
       bytes += contentLength;
@@ -76,7 +74,7 @@ export async function quotaOperator(inner: Operator, options: QuotaOptions): Pro
       return v;
     },
     async write(key, data) {
-      if (key.startsWith(RESERVED)) return inner.write(key, data);
+      if (isReservedKey(key)) return inner.write(key, data);
       const size = storedSize(data);
       const old = sizes.get(key);
       if ((maxSize !== undefined && size > maxSize) || maxItems === 0) {

@@ -1,4 +1,4 @@
-import { PersistenceError } from "./errors.js";
+import { PersistenceError } from "../errors.js";
 
 /** Checks a `concurrency` option: a positive integer. */
 export function checkConcurrency(concurrency: unknown): number {

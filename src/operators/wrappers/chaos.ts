@@ -1,6 +1,6 @@
-import { BackendError } from "../errors.js";
-import { toBytes } from "./_shared.js";
-import type { Operator } from "./types.js";
+import { BackendError } from "../../errors.js";
+import { toBytes } from "../drivers/_shared.js";
+import type { Operator } from "../types.js";
 
 /** The operator calls a {@link chaosOperator} can disturb. */
 export type ChaosMethod = "read" | "write" | "delete" | "stat" | "exists" | "list";

@@ -1,7 +1,7 @@
-import { NotFoundError } from "../errors.js";
-import { validateKey, validatePrefix } from "../keys.js";
+import { NotFoundError } from "../../errors.js";
+import { validateKey, validatePrefix } from "../../keys/index.js";
+import type { Operator, OperatorCapabilities, StatResult, StoredValue } from "../types.js";
 import { OpenState } from "./_shared.js";
-import type { Operator, OperatorCapabilities, StatResult, StoredValue } from "./types.js";
 
 /** Options of the `memory` / `dashmap` operator. */
 export interface MemoryOperatorOptions {

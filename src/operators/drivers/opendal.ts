@@ -11,10 +11,10 @@ import {
   redactSecrets,
   registerSecret,
   UnsupportedError,
-} from "../errors.js";
-import { validateKey, validatePrefix } from "../keys.js";
+} from "../../errors.js";
+import { validateKey, validatePrefix } from "../../keys/index.js";
+import type { Operator, OperatorCapabilities, StatResult } from "../types.js";
 import { OpenState } from "./_shared.js";
-import type { Operator, OperatorCapabilities, StatResult } from "./types.js";
 
 /** Extra context for {@link opendalOperator}. */
 export interface OpendalOperatorContext {

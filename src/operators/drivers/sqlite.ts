@@ -2,10 +2,10 @@ import { closeSync, mkdirSync, openSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, resolve } from "node:path";
 import type BetterSqlite3 from "better-sqlite3";
-import { BackendError, NotFoundError, ProfileError } from "../errors.js";
-import { validateKey, validatePrefix } from "../keys.js";
+import { BackendError, NotFoundError, ProfileError } from "../../errors.js";
+import { validateKey, validatePrefix } from "../../keys/index.js";
+import type { Operator, OperatorCapabilities, StatResult, StoredValue } from "../types.js";
 import { OpenState, toBytes } from "./_shared.js";
-import type { Operator, OperatorCapabilities, StatResult, StoredValue } from "./types.js";
 
 /** Options of the `sqlite` operator: the keys of a Rust `[profiles.<name>]` sqlite table. */
 export interface SqliteOperatorOptions {

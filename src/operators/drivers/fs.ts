@@ -2,10 +2,10 @@ import { randomBytes } from "node:crypto";
 import { constants, mkdirSync, readdirSync, realpathSync, rmSync, statSync } from "node:fs";
 import { lstat, mkdir, open, readdir, readFile, realpath, rename, unlink } from "node:fs/promises";
 import { dirname, join, resolve, sep } from "node:path";
-import { BackendError, InvalidKeyError, NotFoundError, PersistenceError, ProfileError } from "../errors.js";
-import { validateKey, validatePrefix } from "../keys.js";
+import { BackendError, InvalidKeyError, NotFoundError, PersistenceError, ProfileError } from "../../errors.js";
+import { FS_TMP_DIR as TMP_DIR, validateKey, validatePrefix } from "../../keys/index.js";
+import type { Operator, OperatorCapabilities, StatResult } from "../types.js";
 import { OpenState, toBytes } from "./_shared.js";
-import type { Operator, OperatorCapabilities, StatResult } from "./types.js";
 
 /** Options of the `fs` operator. */
 export interface FsOperatorOptions {
@@ -16,7 +16,6 @@ export interface FsOperatorOptions {
 }
 
 /** Temporary files of in-flight writes live here, inside the root (same file system, so rename is atomic). */
-const TMP_DIR = ".terraphim-tmp";
 /** Temp files older than this when the driver opens are leftovers of a crashed write. */
 const STALE_TMP_MS = 60_000;
 

@@ -1,31 +1,24 @@
 /**
- * Live ranking: the start-up probe gives each profile a speed; real
- * operations then keep the median of each profile's last few latencies, and
- * the profiles are re-ranked when a slower one overtakes the fastest (with
- * hysteresis, so two close profiles do not flap; a median, so one slow
- * sample, say a GC pause, moves nothing). A profile failing
- * repeatedly is taken out of the read path (circuit breaker) and let back in
- * after a cool-down, once a trial call succeeds.
+ * Which tier is fastest, now. The start-up probe gives each tier a latency;
+ * with live ranking, real calls then keep the median of each tier's last few
+ * latencies, and the tiers are re-ranked when a slower one overtakes the
+ * fastest (with hysteresis, so two close tiers do not flap; a median, so one
+ * slow sample, say a GC pause, moves nothing). A tier failing repeatedly is
+ * taken out of the read path (circuit breaker) and let back in after a
+ * cool-down, once a trial call succeeds.
+ *
+ * @module
  */
+import type { Logger } from "../logger.js";
+import type { LiveRankingOptions, TierMonitor } from "./types.js";
 
-/** Tuning of {@link LiveRanking}. */
-export interface LiveRankingOptions {
-  /** Latency samples per profile whose median ranks it. @default 5 */
-  window?: number;
-  /** A challenger takes first place only when this many times faster. @default 1.5 */
-  hysteresis?: number;
-  /** Consecutive failures that open the breaker. @default 5 */
-  failureThreshold?: number;
-  /** Milliseconds a tripped profile stays out of the read path before a trial. @default 5000 */
-  cooldownMs?: number;
-  /**
-   * Least milliseconds between two background health checks: loads keep the
-   * slower profiles' latencies fresh (and give a tripped one its trial) with an
-   * `exists` of the probe key, one profile at a time, at most this often, so a
-   * busy cache never turns into a stream of requests to a remote profile.
-   * 0 checks every 32 loads. @default 1000
-   */
-  healthCheckMs?: number;
+export type { LiveRankingOptions };
+
+/** What ranking needs of a tier. */
+export interface RankedTier {
+  readonly name: string;
+  /** What ranks it at start: the probe's median read in µs, or the profile's fixed `speed`. */
+  readonly rankLatencyUs: number;
 }
 
 interface Health {
@@ -40,12 +33,14 @@ interface Health {
   openUntil: number;
 }
 
-export interface RankedProfile {
-  readonly name: string;
-  readonly speed: number;
+/** A tier's latency and breaker as {@link LiveRanking.snapshot} reports them. */
+export interface TierHealth {
+  latencyUs: number;
+  open: boolean;
+  consecutiveFailures: number;
 }
 
-export class LiveRanking<E extends RankedProfile> {
+export class LiveRanking<E extends RankedTier> implements TierMonitor {
   readonly #health = new Map<string, Health>();
   readonly #window: number;
   readonly #hysteresis: number;
@@ -68,9 +63,9 @@ export class LiveRanking<E extends RankedProfile> {
     this.#cooldown = options.cooldownMs ?? 5000;
     for (const e of ranked) {
       this.#health.set(e.name, {
-        samples: Array.from({ length: this.#window }, () => e.speed),
-        latency: e.speed,
-        fixed: fixed(e) ? e.speed : undefined,
+        samples: Array.from({ length: this.#window }, () => e.rankLatencyUs),
+        latency: e.rankLatencyUs,
+        fixed: fixed(e) ? e.rankLatencyUs : undefined,
         consecutiveFailures: 0,
         openUntil: 0,
       });
@@ -81,16 +76,15 @@ export class LiveRanking<E extends RankedProfile> {
     return this.#order;
   }
 
-  /** Current moving-average latency (µs) and breaker state per profile. */
-  snapshot(): Record<string, { latencyUs: number; open: boolean; consecutiveFailures: number }> {
-    const out: Record<string, { latencyUs: number; open: boolean; consecutiveFailures: number }> = {};
+  /** Current median latency (µs) and breaker state per tier. */
+  snapshot(): Record<string, TierHealth> {
+    const out: Record<string, TierHealth> = {};
     for (const [name, h] of this.#health) {
       out[name] = { latencyUs: h.latency, open: h.openUntil > 0, consecutiveFailures: h.consecutiveFailures };
     }
     return out;
   }
 
-  /** Whether reads may go to `name` now (closed breaker, or an open one due for a trial). */
   available(name: string): boolean {
     const h = this.#health.get(name);
     if (!h || h.openUntil === 0) return true;
@@ -101,7 +95,6 @@ export class LiveRanking<E extends RankedProfile> {
     return true;
   }
 
-  /** Records a successful call that took `us` microseconds. */
   success(name: string, us: number): void {
     const h = this.#health.get(name);
     if (!h) return;
@@ -120,7 +113,6 @@ export class LiveRanking<E extends RankedProfile> {
     }
   }
 
-  /** Records a failed call (not a NotFound: absence is an answer). */
   failure(name: string): void {
     const h = this.#health.get(name);
     if (!h) return;
@@ -150,6 +142,81 @@ export class LiveRanking<E extends RankedProfile> {
     if (next.every((e, i) => e === current[i])) return;
     this.#order = next;
     this.#onChange(next, reason);
+  }
+}
+
+/**
+ * The current order of a storage's tiers, fastest first, and the monitor
+ * their calls report to. Without live ranking (turned off, or one tier) the
+ * order is the start-up order for good and the monitor does nothing.
+ */
+export class Ranking<E extends RankedTier> implements TierMonitor {
+  #order: readonly E[] = [];
+  #fastest!: E;
+  #slower: readonly E[] = [];
+  #live: LiveRanking<E> | undefined;
+  readonly #logger: Logger;
+
+  constructor(logger: Logger) {
+    this.#logger = logger;
+  }
+
+  /** Sets the tiers (fastest first) once they exist; with `live`, starts live ranking over them. */
+  start(tiers: readonly E[], fixed: (e: E) => boolean, live: LiveRankingOptions | undefined): void {
+    this.#set(tiers);
+    if (live && tiers.length > 1) {
+      this.#live = new LiveRanking(
+        tiers,
+        fixed,
+        (order, reason) => {
+          this.#set(order);
+          this.#logger.info({ ranking: order.map((e) => e.name).join(", "), reason }, "profiles re-ranked");
+        },
+        live,
+      );
+    }
+  }
+
+  /** Whether live ranking is on (latencies of real calls are worth reporting). */
+  get live(): boolean {
+    return this.#live !== undefined;
+  }
+
+  get order(): readonly E[] {
+    return this.#order;
+  }
+
+  /** The tier reads start with, and write-back fills. */
+  get fastest(): E {
+    return this.#fastest;
+  }
+
+  /** Every tier but the fastest, in order. */
+  get slower(): readonly E[] {
+    return this.#slower;
+  }
+
+  available(name: string): boolean {
+    return this.#live?.available(name) ?? true;
+  }
+
+  success(name: string, us: number): void {
+    this.#live?.success(name, us);
+  }
+
+  failure(name: string): void {
+    this.#live?.failure(name);
+  }
+
+  /** Latency and breaker state per tier (empty when live ranking is off). */
+  snapshot(): Record<string, TierHealth> {
+    return this.#live?.snapshot() ?? {};
+  }
+
+  #set(order: readonly E[]): void {
+    this.#order = order;
+    this.#fastest = order[0]!;
+    this.#slower = order.slice(1);
   }
 }
 

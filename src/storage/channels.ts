@@ -1,6 +1,6 @@
 /** The tracing channel objects behind {@link CHANNELS} (internal: keeps Node types out of the public .d.ts). */
 import { tracingChannel } from "node:diagnostics_channel";
-import { CHANNELS } from "./diagnostics.js";
+import { CHANNELS } from "../diagnostics.js";
 export const loadChannel = tracingChannel(CHANNELS.load);
 export const saveChannel = tracingChannel(CHANNELS.save);
 export const writeBackChannel = tracingChannel(CHANNELS.writeBack);

@@ -1,0 +1,216 @@
+/**
+ * How one backend call is made for a tier: under its time limit, with its
+ * retries, watched by live ranking, and (writes) queued per key so the tier
+ * applies a key's writes in call order. One {@link CallPolicy} per tier.
+ *
+ * @module
+ */
+
+import { performance } from "node:perf_hooks";
+import { BackendError, isCallerError, NotFoundError, TimeoutError } from "../errors.js";
+import type { Logger } from "../logger.js";
+import type { Operator } from "../operators/types.js";
+import { KeyedQueue } from "./keyed-queue.js";
+import type { Lifecycle, ProfileStats, TierMonitor } from "./types.js";
+
+/** Consecutive timeouts after which a tier's client is reset. */
+const RESET_AFTER_TIMEOUTS = 3;
+/** Backoff of the first retry, doubled each time up to {@link MAX_BACKOFF_MS}. */
+const FIRST_BACKOFF_MS = 50;
+const MAX_BACKOFF_MS = 2000;
+
+/** What a call policy needs to know of its tier. */
+export interface CallTarget {
+  readonly name: string;
+  readonly op: Operator;
+  /** Time limit of each call in ms, if any. */
+  readonly timeoutMs: number | undefined;
+  /** Retries of a call that failed with a transient error. */
+  readonly retries: number;
+}
+
+/** The collaborators of a {@link CallPolicy}. */
+export interface CallContext {
+  readonly logger: Logger;
+  /** Live ranking and the breaker; undefined when live ranking is off. */
+  readonly monitor: TierMonitor | undefined;
+  readonly lifecycle: Lifecycle;
+  /** The tier's counters (a late write re-applied in the background counts its failure here). */
+  readonly stats: ProfileStats;
+}
+
+export class CallPolicy {
+  readonly #t: CallTarget;
+  readonly #c: CallContext;
+  readonly #queue = new KeyedQueue();
+  /** Keys with a timed-out write still in flight, and the newest write started since. */
+  readonly #late = new Map<string, { stuck: number; newest: (() => Promise<unknown>) | undefined }>();
+  /** Consecutive timeouts (the client is reset after a few). */
+  #timeouts = 0;
+
+  constructor(target: CallTarget, context: CallContext) {
+    this.#t = target;
+    this.#c = context;
+  }
+
+  /** One backend call, retried on transient errors, under the tier's time limit. */
+  call<T>(what: string, key: string, fn: () => Promise<T>): Promise<T> {
+    const monitor = this.#c.monitor;
+    const t0 = monitor ? performance.now() : 0;
+    let p = this.#t.retries > 0 ? this.#retrying(what, key, fn) : fn();
+    if (this.#t.timeoutMs !== undefined) p = this.#limit(p, what, key);
+    if (!monitor) return p;
+    const name = this.#t.name;
+    return p.then(
+      (v) => {
+        monitor.success(name, (performance.now() - t0) * 1000);
+        return v;
+      },
+      (err) => {
+        // Absence is an answer, and a bad key is the caller's fault: neither counts against the tier.
+        if (err instanceof NotFoundError || isCallerError(err)) monitor.success(name, (performance.now() - t0) * 1000);
+        else monitor.failure(name);
+        throw err;
+      },
+    );
+  }
+
+  /** Whether a write of `key` is queued or running. (No lookup when nothing is queued.) */
+  hasQueued(key: string): boolean {
+    return this.#queue.size > 0 && this.#queue.has(key);
+  }
+
+  /**
+   * A write (or write-back, or purge) of `key`: queued behind earlier writes
+   * of the same key, so the tier applies them in call order. The time limit
+   * covers the wait in the queue. A call that times out gives up its place (a
+   * backend stuck for 30 s must not block the key that long), and if it lands
+   * after all, the newest write started meanwhile is applied once more behind
+   * it, so the last call still wins.
+   */
+  queued<T>(what: string, key: string, fn: () => Promise<T>): Promise<T> {
+    const base = this.#t.retries > 0 ? () => this.#retrying(what, key, fn) : fn;
+    const task = this.#t.timeoutMs === undefined ? base : () => this.#holdAtMost(what, key, base);
+    let p = this.#queue.run(key, task);
+    if (this.#t.timeoutMs !== undefined) p = this.#limit(p, what, key);
+    const monitor = this.#c.monitor;
+    if (!monitor) return p;
+    return p.catch((err) => {
+      if (!isCallerError(err)) monitor.failure(this.#t.name);
+      throw err;
+    });
+  }
+
+  #holdAtMost<T>(what: string, key: string, task: () => Promise<T>): Promise<T> {
+    const late = this.#late.get(key);
+    if (late) late.newest = task as () => Promise<unknown>;
+    const call = task();
+    const { name, timeoutMs } = this.#t;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        let l = this.#late.get(key);
+        if (!l) {
+          l = { stuck: 0, newest: undefined };
+          this.#late.set(key, l);
+        }
+        const record = l;
+        record.stuck++;
+        const settled = () => {
+          record.stuck--;
+          const redo = record.newest;
+          record.newest = undefined;
+          if (record.stuck === 0 && this.#late.get(key) === record) this.#late.delete(key);
+          if (!redo || this.#c.lifecycle.closed) return;
+          this.#c.logger.debug(
+            { profile: name, key },
+            "a timed-out write landed late; applying the newest write again",
+          );
+          this.#queue
+            .run(key, () => this.#holdAtMost(what, key, redo))
+            .catch((err) => {
+              this.#c.stats.failures++;
+              this.#c.logger.warn({ profile: name, key, err }, "re-applying the newest write after a late one failed");
+            });
+        };
+        call.then(settled, settled);
+        reject(
+          new TimeoutError(`${what} of "${key}" in profile "${name}" timed out after ${timeoutMs} ms`, {
+            profile: name,
+            key,
+          }),
+        );
+      }, timeoutMs);
+      timer.unref?.();
+      call.then(
+        (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  #limit<T>(p: Promise<T>, what: string, key: string): Promise<T> {
+    const { name, timeoutMs } = this.#t;
+    return withTimeout(p, timeoutMs!, `${what} of "${key}" in profile "${name}"`, name, key).then(
+      (v) => {
+        this.#timeouts = 0;
+        return v;
+      },
+      (err) => {
+        if (err instanceof TimeoutError) this.#timedOut();
+        throw err;
+      },
+    );
+  }
+
+  /** After repeated timeouts a network client is reset: some stay wedged after an outage. */
+  #timedOut(): void {
+    const op = this.#t.op;
+    if (++this.#timeouts < RESET_AFTER_TIMEOUTS || !op.reset) return;
+    this.#c.logger.info(
+      { profile: this.#t.name, timeouts: this.#timeouts },
+      "resetting the backend's connections after repeated timeouts",
+    );
+    this.#timeouts = 0;
+    op.reset();
+  }
+
+  /** Retries transient backend errors with exponential backoff and jitter (50 ms, 100 ms, ... up to 2 s). */
+  async #retrying<T>(what: string, key: string, fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (
+          attempt >= this.#t.retries ||
+          !(err instanceof BackendError) ||
+          !err.transient ||
+          this.#c.lifecycle.closed
+        ) {
+          throw err;
+        }
+        const delay = Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** attempt) * (0.5 + Math.random() / 2);
+        this.#c.logger.debug(
+          { profile: this.#t.name, key, attempt: attempt + 1, delayMs: Math.round(delay), err },
+          `retrying ${what}`,
+        );
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+}
+
+/** Rejects with a `TimeoutError` if `p` does not settle within `ms`. */
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string, profile?: string, key?: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TimeoutError(`${what} timed out after ${ms} ms`, { profile, key })), ms);
+    timer.unref?.();
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}

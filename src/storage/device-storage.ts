@@ -1,0 +1,363 @@
+/**
+ * The facade: storage over several named profiles, one {@link Tier} each,
+ * ranked by measured speed. It wires the parts (start-up, ranking, the tiered
+ * reader and writer, cleanup, health checks) and checks what callers pass;
+ * each rule lives in the part named after it. See ARCHITECTURE.md.
+ *
+ * @module
+ */
+
+import { encodeJsonStored } from "../codec.js";
+import { BackendError, ClosedError, isCallerError, PersistenceError, ProfileError } from "../errors.js";
+import { validateKey } from "../keys/index.js";
+import type { Logger } from "../logger.js";
+import type { Operator } from "../operators/types.js";
+import { loadSettings } from "../settings/load.js";
+import { loadChannel } from "./channels.js";
+import { cleanupTier } from "./cleanup.js";
+import { WriteFence } from "./fence.js";
+import { HealthChecks } from "./health.js";
+import { checkConcurrency } from "./limit.js";
+import { checkMs, type StorageOptions, storageOptions } from "./options.js";
+import { prefetch } from "./prefetch.js";
+import { Ranking, type TierHealth } from "./ranking.js";
+import { TieredReader } from "./read.js";
+import { ProcessSingleton } from "./singleton.js";
+import { type OpenedProfile, openProfiles, probeAndRank, type Started } from "./startup.js";
+import { Tier } from "./tier.js";
+import type * as T from "./types.js";
+import { TieredWriter } from "./write.js";
+
+const singleton = new ProcessSingleton<DeviceStorage>();
+
+/**
+ * Storage over several named profiles, ranked by measured speed. Reads go to
+ * the fastest first and fall back in speed order; writes go to every profile
+ * in parallel (or to the named ones).
+ *
+ * @example
+ * const storage = await DeviceStorage.fromSettings(await loadSettings());
+ * await storage.saveValue("document_x.json", { id: "x" });
+ * const { value, profile } = await storage.loadValue("document_x.json");
+ */
+export class DeviceStorage {
+  /** Profiles left out, with the reason. */
+  readonly profileErrors: ReadonlyMap<string, PersistenceError>;
+  readonly logger: Logger;
+  readonly #ranking: Ranking<Tier>;
+  readonly #byName: ReadonlyMap<string, Tier>;
+  readonly #reader: TieredReader;
+  readonly #writer: TieredWriter;
+  readonly #health: HealthChecks;
+  readonly #state = { closed: false };
+  #ops: { order: readonly Tier[]; map: ReadonlyMap<string, Tier> } | undefined;
+
+  private constructor(started: Started, o: StorageOptions) {
+    this.profileErrors = started.errors;
+    this.logger = o.logger;
+    const fence = new WriteFence();
+    this.#ranking = new Ranking<Tier>(o.logger);
+    const live = o.live !== undefined && started.specs.length > 1;
+    const context = { logger: o.logger, monitor: this.#ranking, lifecycle: this.#state, fence };
+    const tiers = started.specs.map((s) => new Tier(s, context, live));
+    this.#ranking.start(tiers, (t) => t.fixedRank, o.live);
+    this.#byName = new Map(tiers.map((t) => [t.name, t]));
+    this.#reader = new TieredReader(this.#ranking, fence, o.logger);
+    this.#writer = new TieredWriter(fence);
+    this.#health = new HealthChecks(this.#ranking, this.#state, o.healthCheckMs);
+  }
+
+  /**
+   * Opens every profile, probes each one (a reserved key, written, read
+   * several times and deleted) and ranks them by the median read. A profile
+   * that fails is left out with a `ProfileError` in {@link profileErrors}; it
+   * is never replaced by another backend.
+   * @throws NoOperatorError when no profile works (the message lists why each failed).
+   */
+  static async fromSettings(settings: T.StorageSettings, options: T.DeviceStorageOptions = {}): Promise<DeviceStorage> {
+    const o = storageOptions(options);
+    for (const warning of settings.warnings ?? []) o.logger.warn(warning);
+    const errors = new Map<string, PersistenceError>();
+    return DeviceStorage.#start(await openProfiles(settings, errors), errors, o);
+  }
+
+  /** Storage over operators you opened yourself; each is probed as in {@link fromSettings}; `speed` fixes the rank. */
+  static async fromOperators(
+    profiles: readonly { name: string; op: Operator; speed?: number; timeoutMs?: number; retries?: number }[],
+    options: T.DeviceStorageOptions = {},
+  ): Promise<DeviceStorage> {
+    const o = storageOptions(options);
+    const seen = new Set<string>();
+    const opened: OpenedProfile[] = profiles.map((p) => {
+      if (seen.has(p.name)) throw new ProfileError(`Duplicate profile name "${p.name}"`, { profile: p.name });
+      seen.add(p.name);
+      const { name, op, speed, timeoutMs, retries = 0 } = p;
+      return { name, scheme: op.scheme, op, fixedRankUs: speed, timeoutMs, retries };
+    });
+    return DeviceStorage.#start(opened, new Map(), o);
+  }
+
+  static async #start(opened: OpenedProfile[], errors: Map<string, PersistenceError>, o: StorageOptions) {
+    const storage = new DeviceStorage(await probeAndRank(opened, errors, o.logger, o.probeReads), o);
+    await Promise.all(storage.ranked.map((t) => t.init()));
+    return storage;
+  }
+
+  /**
+   * The process-wide storage, created on first call from the settings folder
+   * (`TERRAPHIM_SETTINGS_PATH` or the platform config folder; a default
+   * settings file is written on first run), or memory-only if
+   * {@link initMemoryOnly} ran first.
+   */
+  static instance(): Promise<DeviceStorage> {
+    return singleton.get(async () => DeviceStorage.fromSettings(await loadSettings()), false);
+  }
+
+  /**
+   * Makes the process-wide storage a single in-memory profile (tests, demos).
+   * @throws ProfileError if the singleton was already created from settings.
+   */
+  static async initMemoryOnly(): Promise<DeviceStorage> {
+    if (singleton.started && !singleton.memoryOnly) {
+      throw new ProfileError(
+        "DeviceStorage.initMemoryOnly(): the storage singleton was already created from settings; call initMemoryOnly() before the first DeviceStorage.instance(), or use DeviceStorage.fromSettings() for an independent store",
+      );
+    }
+    return singleton.get(() => DeviceStorage.fromSettings({ profiles: { memory: { type: "memory" } } }), true);
+  }
+
+  /** The process-wide storage if it is ready, else undefined (no promise: the singleton hot path). */
+  static get current(): DeviceStorage | undefined {
+    return singleton.current;
+  }
+
+  /** Closes and forgets the singleton (tests, shutdown). */
+  static resetInstance(): Promise<void> {
+    return singleton.reset();
+  }
+
+  /** Tiers in speed order, fastest first (live ranking may reorder them). */
+  get ranked(): readonly Tier[] {
+    return this.#ranking.order;
+  }
+
+  /** Tiers by profile name, fastest first. */
+  get ops(): ReadonlyMap<string, Tier> {
+    const order = this.#ranking.order;
+    if (this.#ops?.order !== order) this.#ops = { order, map: new Map(order.map((t) => [t.name, t])) };
+    return this.#ops.map;
+  }
+
+  /** The fastest tier's operator: reads start here and write-back fills it. */
+  get fastestOp(): Operator {
+    return this.#ranking.fastest.op;
+  }
+
+  /** The fastest tier's profile name. */
+  get fastestProfile(): string {
+    return this.#ranking.fastest.name;
+  }
+
+  /** Whether {@link close} was called. */
+  get closed(): boolean {
+    return this.#state.closed;
+  }
+
+  /**
+   * The tier of profile `name`: read, write, delete, list and stat one
+   * profile, with its time limit, retries, TTL, quota and counters.
+   * @throws ProfileError for an unknown name, or a profile left out (saying why).
+   */
+  profile(name: string): Tier {
+    this.#checkOpen();
+    const tier = this.#byName.get(name);
+    if (tier) return tier;
+    const left = this.profileErrors.get(name);
+    throw new ProfileError(
+      left
+        ? `Profile "${name}" is not available: ${left.message}`
+        : `Unknown profile name: ${name}. Available profiles: ${[...this.#byName.keys()].join(", ")}`,
+      { profile: name },
+    );
+  }
+
+  /**
+   * Saves a JSON value under `key` to every profile (or `options.profiles`) in
+   * parallel, compressed when large. Writes to one key apply in call order.
+   * @throws PartialWriteError listing every profile's outcome if any write failed.
+   * @throws ProfileError for an unknown profile name (nothing is written).
+   */
+  saveValue(key: string, value: unknown, options: T.SaveOptions = {}): Promise<void> {
+    // Not `async`: a synchronous save returns a settled promise without an extra hop.
+    try {
+      validateKey(key);
+      const targets = this.#targets(options.profiles);
+      const { data, size } = encodeJsonStored(value, { key });
+      return this.#writer.write(key, targets, data, size, options, true);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** Saves bytes as stored (`ZSTD` frame or raw JSON) to every profile or the named ones; as {@link saveValue}. */
+  saveBytes(key: string, bytes: Uint8Array, options: T.SaveOptions = {}): Promise<void> {
+    try {
+      validateKey(key);
+      return this.#writer.write(key, this.#targets(options.profiles), bytes, bytes.length, options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** Deletes `key` from every profile (or the named ones), in parallel. @throws PartialWriteError if any failed. */
+  async deleteValue(key: string, options: Pick<T.SaveOptions, "profiles"> = {}): Promise<void> {
+    validateKey(key);
+    await this.#writer.delete(key, this.#targets(options.profiles));
+  }
+
+  /**
+   * Loads the JSON value at `key`: fastest tier first, then the others in
+   * speed order. A value found in a slower tier is written back to the
+   * fastest in the background (never over a newer save); concurrent loads of
+   * a key share one fallback read; a value that fails `decode` in the fastest
+   * tier is replaced from a slower one (schema evolution).
+   * @throws NotFoundError if every tier says the key is absent.
+   * @throws DeserializeError if the key exists but no tier holds a value that decodes.
+   * @throws BackendError if the key was not found and some tier failed (absence is not certain).
+   */
+  loadValue<V = unknown>(key: string, decode?: T.Decoder<V>): Promise<T.LoadResult<V>> {
+    // Every error arrives as a rejection (a closed storage, a decoder that is not a function).
+    if (this.#state.closed) return Promise.reject(closedError());
+    if (decode !== undefined && typeof decode !== "function") return Promise.reject(notADecoder(decode));
+    this.#health.loads(1);
+    const dec = decode as T.Decoder<unknown> | undefined;
+    const p = loadChannel.hasSubscribers
+      ? loadChannel.tracePromise(() => this.#reader.load(key, dec), { key })
+      : this.#reader.load(key, dec);
+    return p as Promise<T.LoadResult<V>>;
+  }
+
+  /**
+   * Loads many keys, each as {@link loadValue} would, and never rejects for
+   * one key: each outcome is `{ ok: true, value, profile, writeBack }` or
+   * `{ ok: false, error }`, in the order of `keys`. Hits in an in-process
+   * fastest tier are read in one pass (sqlite: one SELECT per 32 keys).
+   * @throws PersistenceError for bad arguments; ClosedError if the storage is closed.
+   */
+  async loadValues<V = unknown>(
+    keys: readonly string[],
+    decode?: T.Decoder<V>,
+    options: { concurrency?: number | undefined } = {},
+  ): Promise<T.LoadOutcome<V>[]> {
+    const concurrency = checkConcurrency(options.concurrency ?? 16);
+    if (!Array.isArray(keys)) {
+      throw new PersistenceError(`Expected \`keys\` to be an array of strings, got ${typeof keys}`);
+    }
+    if (decode !== undefined && typeof decode !== "function") throw notADecoder(decode);
+    this.#checkOpen();
+    this.#health.loads(keys.length);
+    return this.#reader.loadMany(keys, decode as T.Decoder<unknown>, concurrency) as Promise<T.LoadOutcome<V>[]>;
+  }
+
+  /**
+   * Whether any tier holds an unexpired value under `key`, asking the fastest first.
+   * @throws BackendError if no tier has it and some could not be asked (absence is not certain).
+   */
+  async exists(key: string): Promise<boolean> {
+    validateKey(key);
+    this.#checkOpen();
+    const failed: [string, Error][] = [];
+    for (const tier of this.#ranking.order) {
+      try {
+        if (await tier.exists(key)) return true;
+      } catch (err) {
+        if (isCallerError(err)) throw err;
+        failed.push([tier.name, err as Error]);
+      }
+    }
+    if (failed.length === 0) return false;
+    const why = failed.map(([name, err]) => `${name}: ${err.message}`).join("; ");
+    throw new BackendError(`Cannot tell whether "${key}" exists: ${why}`, {
+      key,
+      cause: failed[0]![1],
+      transient: true,
+    });
+  }
+
+  /**
+   * Loads `keys` from the slower tiers into the fastest (cache warm-up), at
+   * most `concurrency` at a time, and waits for the copies to land.
+   * @example
+   * await storage.cachePrefetch(["document_a.json", "document_b.json"]); // { found: 1, alreadyCached: 1, missing: 0, failed: [] }
+   */
+  cachePrefetch(keys: readonly string[], options: { concurrency?: number } = {}): Promise<T.PrefetchResult> {
+    try {
+      this.#checkOpen();
+      const concurrency = checkConcurrency(options.concurrency ?? 16);
+      if (!Array.isArray(keys)) throw new PersistenceError("Expected `keys` to be an array of strings");
+      return prefetch(this.#reader, this.#ranking, keys, concurrency);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * Removes, from every tier, values whose TTL has passed and, where the tier
+   * can tell a value's age (it lists keys and keeps modification times),
+   * values older than `ageMs`. Says per tier what it removed and what it could not check.
+   */
+  async cleanupOldEntries(ageMs: number): Promise<Record<string, T.CleanupReport>> {
+    this.#checkOpen();
+    checkMs(ageMs, "ttlMs", "zero allowed");
+    const now = Date.now();
+    const tiers = this.#ranking.order;
+    const reports = await Promise.all(tiers.map((t) => cleanupTier(t, this.#writer, ageMs, now)));
+    return Object.fromEntries(tiers.map((t, i) => [t.name, reports[i]!]));
+  }
+
+  /** Median read latency (µs) and circuit-breaker state per tier, as live ranking sees them (empty when off). */
+  health(): Record<string, TierHealth> {
+    return this.#ranking.snapshot();
+  }
+
+  /** Resolves when every background write-back and purge scheduled so far has finished. */
+  async flush(): Promise<void> {
+    await this.#reader.flush();
+    await Promise.all(this.#ranking.order.map((t) => t.flush()));
+  }
+
+  /** Counters per tier, with quota usage where a quota is set. */
+  stats(): Record<string, T.ProfileStats> {
+    return Object.fromEntries([...this.#byName].map(([name, t]) => [name, t.stats()]));
+  }
+
+  /** Waits for background work, then closes every tier (file handles, locks, sockets). Idempotent. */
+  async close(): Promise<void> {
+    if (this.#state.closed) return;
+    await this.flush();
+    this.#state.closed = true;
+    await Promise.all(this.#ranking.order.map((t) => t.op.close().catch(() => {})));
+  }
+
+  #checkOpen(): void {
+    if (this.#state.closed) throw closedError();
+  }
+
+  #targets(profiles: readonly string[] | undefined): readonly Tier[] {
+    this.#checkOpen();
+    return profiles === undefined ? this.#ranking.order : profiles.map((name) => this.profile(name));
+  }
+}
+
+function closedError(): ClosedError {
+  return new ClosedError("DeviceStorage is closed");
+}
+
+/** A schema object passed where a decoder function goes is the usual mistake: say how to fix it. */
+function notADecoder(decode: unknown): PersistenceError {
+  const what = decode === null ? "null" : typeof decode;
+  const schema = typeof decode === "object" && decode !== null && "~standard" in decode;
+  return new PersistenceError(
+    `Expected \`decode\` to be a function (json) => value, got ${schema ? "a Standard Schema object: wrap it with schemaDecoder(schema)" : what}`,
+  );
+}

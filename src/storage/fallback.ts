@@ -1,0 +1,254 @@
+/**
+ * The slow half of a tiered read: the fastest tier missed, failed, or held a
+ * value that no longer decodes (schema evolution), so the slower tiers are
+ * asked in order. Concurrent loads of one key share one fallback read (a
+ * flight); a value found is written back into the fastest tier in the
+ * background, queued behind any write of the key and dropped if a newer save
+ * or delete started since the read (the write fence).
+ *
+ * @module
+ */
+import { decodeStored, recompressStored } from "../codec.js";
+import { BackendError, DeserializeError, NotFoundError, type PersistenceError } from "../errors.js";
+import type { Logger } from "../logger.js";
+import type { StoredValue } from "../operators/types.js";
+import { traced, writeBackChannel } from "./channels.js";
+import type { Fenced, WriteFence } from "./fence.js";
+import type { Ranking } from "./ranking.js";
+import type { Tier } from "./tier.js";
+import type { Decoder, LoadResult } from "./types.js";
+
+/** How one tier answered. */
+export type Attempt = { kind: "value"; value: unknown } | { kind: "missing" } | { kind: "failed"; error: Error };
+
+/** A fallback read in flight; `stale` turns true when a save or delete of the key starts. */
+interface Flight extends Fenced {
+  promise: Promise<Found>;
+  /** The first caller took the decoded value; later ones decode their own copy. */
+  claimed: boolean;
+  /** Stops watching the key for writes (after the write-back, or a failed read). */
+  release: () => void;
+}
+
+interface Found {
+  tier: Tier;
+  /** Its expiry in that tier (carried to the write-back, so a TTL is never extended). */
+  expiresAt: number | undefined;
+  /** The value as stored in that tier. */
+  stored: StoredValue;
+  value: unknown;
+}
+
+const decoderIds = new WeakMap<Decoder<unknown>, number>();
+let nextDecoderId = 1;
+
+export class Fallback {
+  readonly #ranking: Ranking<Tier>;
+  readonly #fence: WriteFence;
+  readonly #logger: Logger;
+  /** Fallback reads in flight, by decoder id + key. */
+  readonly #flights = new Map<string, Flight>();
+  /** Write-backs not yet done. */
+  readonly #pending = new Set<Promise<void>>();
+
+  constructor(ranking: Ranking<Tier>, fence: WriteFence, logger: Logger) {
+    this.#ranking = ranking;
+    this.#fence = fence;
+    this.#logger = logger;
+  }
+
+  /** Resolves when every write-back scheduled so far is done. */
+  async flush(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+  }
+
+  /**
+   * `tried` (the fastest tier when the load began) gave `first`: read the
+   * others. A value found is written back over the fastest tier's copy; if
+   * nothing decodes anywhere, the stored bytes are left alone and the caller
+   * gets a DeserializeError.
+   */
+  async load(tried: Tier, key: string, dec: Decoder<unknown>, first: Attempt): Promise<LoadResult<unknown>> {
+    if (first.kind === "failed") {
+      tried.counters.failures++;
+      this.#logger.debug({ profile: tried.name, key, err: first.error }, "fastest profile could not serve");
+    }
+    const flightKey = `${decoderId(dec)}\0${key}`;
+    let flight = this.#flights.get(flightKey);
+    const owner = flight === undefined;
+    if (!flight) {
+      const f: Flight = {
+        stale: false,
+        promise: this.#read(tried, key, dec, first),
+        claimed: false,
+        release: () => {},
+      };
+      f.release = this.#fence.watch(key, f);
+      this.#flights.set(flightKey, f);
+      // The flight stops taking joiners when its read settles, but stays
+      // watched (so a save or delete marks it stale) until its write-back is done.
+      const settled = () => {
+        if (this.#flights.get(flightKey) === f) this.#flights.delete(flightKey);
+      };
+      f.promise.then(settled, () => {
+        settled();
+        f.release();
+      });
+      flight = f;
+    }
+    const found = await flight.promise;
+    if (owner) this.#writeBack(key, found, flight);
+    let value = found.value;
+    if (flight.claimed) value = await dec(decodeStored(found.stored.data, { profile: found.tier.name, key }));
+    flight.claimed = true;
+    return { value, profile: found.tier.name, writeBack: owner && found.tier !== this.#ranking.fastest };
+  }
+
+  async #read(tried: Tier, key: string, dec: Decoder<unknown>, first: Attempt): Promise<Found> {
+    const attempts: [string, Attempt][] = [[tried.name, first]];
+    // The ranking as it is now (live ranking may have changed it since `tried` was read), minus `tried`.
+    for (const tier of this.#ranking.order) {
+      if (tier === tried) continue;
+      const st = tier.counters;
+      if (!tier.available()) {
+        attempts.push([tier.name, { kind: "failed", error: breakerOpen(tier.name) }]);
+        continue;
+      }
+      let stored: StoredValue;
+      try {
+        const data = await tier.call("read", key, () => tier.op.read(key));
+        stored = { data, size: data.length };
+      } catch (err) {
+        if (err instanceof NotFoundError) {
+          st.misses++;
+          attempts.push([tier.name, { kind: "missing" }]);
+        } else {
+          st.failures++;
+          attempts.push([tier.name, { kind: "failed", error: err as Error }]);
+          this.#logger.warn({ profile: tier.name, key, err }, "profile failed during fallback read");
+        }
+        continue;
+      }
+      let expiresAt: number | undefined;
+      try {
+        expiresAt = await tier.expiresAt(key);
+      } catch (err) {
+        st.failures++;
+        attempts.push([tier.name, { kind: "failed", error: err as Error }]);
+        continue;
+      }
+      if (expiresAt !== undefined && expiresAt <= Date.now()) {
+        st.misses++;
+        attempts.push([tier.name, { kind: "missing" }]);
+        tier.purge(key);
+        continue;
+      }
+      try {
+        const parsed = decodeStored(stored.data, { profile: tier.name, key });
+        let value: unknown;
+        try {
+          value = await dec(parsed);
+        } catch (err) {
+          throw mismatch(tier.name, key, err);
+        }
+        st.fallbacks++;
+        st.bytesRead += stored.size;
+        this.#logger.debug({ profile: tier.name, key }, "loaded from fallback profile");
+        return { tier, stored, value, expiresAt };
+      } catch (err) {
+        attempts.push([tier.name, { kind: "failed", error: err as Error }]);
+      }
+    }
+    throw notFoundOrWhy(key, attempts);
+  }
+
+  #writeBack(key: string, found: Found, flight: Flight): void {
+    const fastest = this.#ranking.fastest;
+    if (found.tier === fastest) {
+      flight.release();
+      return;
+    }
+    const st = fastest.counters;
+    // Started on a microtask, after the caller's value is settled: a loop of awaited loads
+    // never yields to the event loop, and write-backs must not pile up behind it.
+    const task = Promise.resolve()
+      .then(() =>
+        fastest.queued("write-back", key, async () => {
+          // Checked inside the queue: a save or delete issued since the read wins.
+          if (flight.stale || (found.expiresAt !== undefined && found.expiresAt <= Date.now())) {
+            st.writeBacksSkipped++;
+            return;
+          }
+          const { data, size } = recompressStored(found.stored);
+          const context = { key, profile: fastest.name, from: found.tier.name, bytes: size };
+          await traced(writeBackChannel, context, () => fastest.writeNow(key, data, found.expiresAt));
+          st.writeBacks++;
+          st.bytesWritten += size;
+          this.#logger.debug({ profile: fastest.name, key, from: found.tier.name }, "write-back");
+        }),
+      )
+      .catch((err) => {
+        st.failures++;
+        this.#logger.warn({ profile: fastest.name, key, err }, "write-back failed");
+      })
+      .finally(() => {
+        flight.release();
+        this.#pending.delete(task);
+      });
+    this.#pending.add(task);
+  }
+}
+
+/** The error of a tier whose breaker keeps it out of the read path. */
+export function breakerOpen(profile: string): BackendError {
+  return new BackendError(`profile "${profile}" is out of the read path after repeated failures (circuit open)`, {
+    profile,
+    transient: true,
+  });
+}
+
+/** A decode failure as the DeserializeError that names the tier and key. */
+export function mismatch(profile: string, key: string, err: unknown): DeserializeError {
+  if (err instanceof DeserializeError) return err;
+  const msg = err instanceof Error ? err.message : String(err);
+  return new DeserializeError(`Value of "${key}" in profile "${profile}" does not fit the expected shape: ${msg}`, {
+    profile,
+    key,
+    cause: err,
+  });
+}
+
+function decoderId(dec: Decoder<unknown>): number {
+  let id = decoderIds.get(dec);
+  if (id === undefined) {
+    id = nextDecoderId++;
+    decoderIds.set(dec, id);
+  }
+  return id;
+}
+
+/** Nothing decodable anywhere: corruption is a DeserializeError, absence a NotFoundError, doubt a BackendError. */
+function notFoundOrWhy(key: string, attempts: [string, Attempt][]): PersistenceError {
+  const describe = () =>
+    attempts
+      .map(([p, a]) => `${p}: ${a.kind === "missing" ? "not found" : a.kind === "failed" ? a.error.message : "ok"}`)
+      .join("; ");
+  const undecodable = attempts.filter(([, a]) => a.kind === "failed" && a.error instanceof DeserializeError);
+  if (undecodable.length > 0) {
+    const [profile, a] = undecodable[0]!;
+    return new DeserializeError(`No profile holds a value of "${key}" that decodes (${describe()})`, {
+      key,
+      profile,
+      cause: a.kind === "failed" ? a.error : undefined,
+    });
+  }
+  const failed = attempts.filter(([, a]) => a.kind === "failed");
+  if (failed.length > 0) {
+    return new BackendError(`"${key}" was not found, and some profiles could not be asked (${describe()})`, {
+      key,
+      cause: (failed[0]![1] as { error: Error }).error,
+      transient: true,
+    });
+  }
+  return new NotFoundError(`"${key}" not found in any profile (${attempts.map(([p]) => p).join(", ")})`, { key });
+}

@@ -1,0 +1,30 @@
+/**
+ * The storage layer's public part: the {@link DeviceStorage} facade, the
+ * {@link Tier} handle of one profile, profile option parsing, and the shapes
+ * they take and give.
+ *
+ * @module
+ */
+export { withTimeout } from "./calls.js";
+export { DeviceStorage } from "./device-storage.js";
+export { openProfileOperator, type ProfileOptions, parseProfileOptions, STORAGE_OPTION_KEYS } from "./options.js";
+export type { TierHealth } from "./ranking.js";
+export { Tier, type TierStat } from "./tier.js";
+export type {
+  CleanupReport,
+  Decoder,
+  DeviceStorageOptions,
+  ExpiryOptions,
+  LiveRankingOptions,
+  LoadOutcome,
+  LoadResult,
+  PrefetchResult,
+  ProfileStats,
+  SaveOptions,
+  StorageSettings,
+  TierEntry,
+} from "./types.js";
+
+import type { Tier } from "./tier.js";
+/** @deprecated A profile's runtime object is a {@link Tier}. */
+export type ProfileEntry = Tier;

@@ -1,0 +1,156 @@
+/**
+ * Shapes shared by the storage modules (and part of the public API). A leaf
+ * module: it imports nothing but other leaves, so every storage module can use
+ * it without an import cycle. The glossary is in ARCHITECTURE.md.
+ *
+ * @module
+ */
+import type { Logger } from "../logger.js";
+import type { QuotaUsage } from "../operators/types.js";
+
+/** The part of `DeviceSettings` that storage needs: named profiles of string options. */
+export interface StorageSettings {
+  /** name -> options; `type` is the scheme. */
+  profiles: Readonly<Record<string, Readonly<Record<string, string>>>>;
+  /** Profiles the settings layer could not resolve; reported as failed profiles. */
+  profileErrors?: Readonly<Record<string, Error>> | undefined;
+  /** Findings of the settings layer (a world-readable file holding secrets, ...), logged at warn. */
+  warnings?: readonly string[] | undefined;
+}
+
+/** Tuning of live ranking (see {@link DeviceStorageOptions.liveRanking}). */
+export interface LiveRankingOptions {
+  /** Latency samples per tier whose median ranks it. @default 5 */
+  window?: number;
+  /** A challenger takes first place only when this many times faster. @default 1.5 */
+  hysteresis?: number;
+  /** Consecutive failures that open the breaker. @default 5 */
+  failureThreshold?: number;
+  /** Milliseconds a tripped tier stays out of the read path before a trial. @default 5000 */
+  cooldownMs?: number;
+  /**
+   * Least milliseconds between two background health checks: loads keep the
+   * slower tiers' latencies fresh (and give a tripped one its trial) with an
+   * `exists` of the probe key, one tier at a time, at most this often, so a
+   * busy cache never turns into a stream of requests to a remote profile.
+   * 0 checks every 32 loads. @default 1000
+   */
+  healthCheckMs?: number;
+}
+
+/** Options of {@link DeviceStorage.fromSettings}. */
+export interface DeviceStorageOptions {
+  /** Where diagnostics go. @default consoleLogger() (level from `TERRAPHIM_LOG`, default warn) */
+  logger?: Logger;
+  /** Timed reads per profile in the start-up probe; the median ranks the profile. @default 7 */
+  probeReads?: number;
+  /**
+   * Live ranking: track the latency of real reads per tier, re-rank when a
+   * slower tier overtakes the fastest, and take a repeatedly failing tier out
+   * of the read path for a cool-down (circuit breaker). Tiers with a `speed`
+   * override keep their rank but still have a breaker. `false` turns it off;
+   * an object tunes it.
+   * @default true
+   */
+  liveRanking?: boolean | LiveRankingOptions;
+}
+
+/** Counters for one tier, from {@link DeviceStorage.stats}. */
+export interface ProfileStats {
+  hits: number;
+  misses: number;
+  /** Loads this tier answered after the faster ones missed. */
+  fallbacks: number;
+  /** Values copied into this (the fastest) tier by write-back. */
+  writeBacks: number;
+  /** Write-backs skipped because a newer save or delete came first. */
+  writeBacksSkipped: number;
+  /** Failed calls (reads, writes, deletes, write-backs). */
+  failures: number;
+  bytesRead: number;
+  bytesWritten: number;
+  /** Quota usage (items, bytes, limits, evictions) where the profile has `max_size` / `max_items`. */
+  usage?: QuotaUsage;
+}
+
+/**
+ * Turns parsed JSON into the caller's type, or throws (any error) when the
+ * value does not fit: a schema mismatch is treated like a JSON error.
+ * May return a promise (async Standard Schema validators).
+ */
+export type Decoder<T> = (json: unknown) => T | Promise<T>;
+
+/** Where a value was found by {@link DeviceStorage.loadValue}. */
+export interface LoadResult<T> {
+  value: T;
+  /** The tier (profile) that served it. */
+  profile: string;
+  /** Whether a write-back to the fastest tier was scheduled. */
+  writeBack: boolean;
+}
+
+/** One key's outcome in {@link DeviceStorage.loadValues}: a {@link LoadResult} with `ok: true`, or the error. */
+export type LoadOutcome<T> = ({ ok: true } & LoadResult<T>) | { ok: false; error: Error };
+
+/** What {@link DeviceStorage.cachePrefetch} did. */
+export interface PrefetchResult {
+  /** Keys copied from a slower tier into the fastest. */
+  found: number;
+  /** Keys the fastest tier already held. */
+  alreadyCached: number;
+  /** Keys no tier holds. */
+  missing: number;
+  /** Keys that could not be read or decoded, with the error. */
+  failed: { key: string; error: Error }[];
+}
+
+/** What {@link DeviceStorage.cleanupOldEntries} did in one tier. */
+export interface CleanupReport {
+  /** Values removed because they were older than the given age. */
+  removed: number;
+  /** Values removed because their TTL had passed. */
+  expired: number;
+  /** What could not be checked there, and why. */
+  skipped?: string;
+}
+
+/** When a value written to a tier expires: a time to live, or an absolute time. */
+export interface ExpiryOptions {
+  /**
+   * Time to live in ms: after it, no tier returns the value. Overrides a
+   * profile's `ttl_ms` default. The expiry is kept beside the value (never in
+   * its JSON) and carried along by write-back, so a copy never lives longer.
+   */
+  ttlMs?: number | undefined;
+  /** Absolute expiry in ms since the epoch (as {@link Tier.readEntry} reports it); instead of `ttlMs`. */
+  expiresAt?: number | undefined;
+}
+
+/** Options of a save or delete. */
+export interface SaveOptions extends ExpiryOptions {
+  /** Write only to these profiles (default: all). */
+  profiles?: readonly string[];
+}
+
+/** A value as one tier stores it, with its expiry. */
+export interface TierEntry {
+  /** The stored bytes (a `ZSTD` frame or the raw JSON). */
+  data: Uint8Array;
+  /** Expiry in ms since the epoch, if the value has a TTL. */
+  expiresAt: number | undefined;
+}
+
+/** Watches tier calls for live ranking and the circuit breaker (see `ranking.ts`). */
+export interface TierMonitor {
+  /** Whether reads may go to the tier now (its breaker is closed, or due a trial). */
+  available(name: string): boolean;
+  /** A call that succeeded (or answered "absent") after `us` microseconds. */
+  success(name: string, us: number): void;
+  /** A call that failed (not a NotFound: absence is an answer). */
+  failure(name: string): void;
+}
+
+/** The storage's own state, which its tiers read (no retries or late re-applies once closed). */
+export interface Lifecycle {
+  readonly closed: boolean;
+}
