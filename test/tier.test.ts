@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
+import { z } from "zod";
 import {
   ClosedError,
   DeviceStorage,
@@ -103,16 +104,48 @@ describe("defects found by the architecture issue", () => {
       expect(DeviceStorage.current).toBe(storage);
       await Object.assign(new Note("a"), { text: "hi" }).save();
       const instance = vi.spyOn(DeviceStorage, "instance");
-      const load = vi.spyOn(storage, "loadValue");
+      const hits = storage.stats().memory!.hits;
       for (let i = 0; i < 50; i++) expect((await new Note("a").load()).text).toBe("hi");
       expect(instance).not.toHaveBeenCalled();
-      expect(load).toHaveBeenCalledTimes(50);
+      expect(storage.stats().memory!.hits - hits).toBe(50);
       instance.mockRestore();
-      load.mockRestore();
     } finally {
       await DeviceStorage.resetInstance();
     }
     expect(DeviceStorage.current).toBeUndefined();
+  });
+});
+
+describe("Persistable.load()'s synchronous hit", () => {
+  class Item extends Persistable {
+    static override schema = z.object({ id: z.string(), n: z.number() });
+    n = 0;
+    constructor(public id: string) {
+      super();
+    }
+    getKey() {
+      return `item_${this.normalizeKey(this.id)}.json`;
+    }
+  }
+
+  it("gives way to the general path for an expired value, a miss and a value that no longer fits", async () => {
+    const s = await make({
+      memory: { type: "memory", speed: "1" },
+      sqlite: { type: "sqlite", datadir: tempDir(), speed: "2" },
+    });
+    await s.saveValue("item_ttl.json", { id: "ttl", n: 1 }, { ttlMs: 40 });
+    await sleep(80);
+    await expect(new Item("ttl").withStorage(s).load()).rejects.toBeInstanceOf(NotFoundError);
+    await s.saveValue("item_slow.json", { id: "slow", n: 2 }, { profiles: ["sqlite"] });
+    const fromSqlite = await new Item("slow").withStorage(s).loadWithSource();
+    expect([fromSqlite.value.n, fromSqlite.profile]).toEqual([2, "sqlite"]);
+    await s.saveValue("item_old.json", { id: "old", n: 3 }, { profiles: ["sqlite"] });
+    await s.saveValue("item_old.json", { id: "old", n: "three" }, { profiles: ["memory"] });
+    const evolved = await new Item("old").withStorage(s).load();
+    expect(evolved.n).toBe(3);
+    expect(evolved).toBeInstanceOf(Item);
+    await s.flush();
+    expect(text(await s.profile("memory").read("item_old.json"))).toBe('{"id":"old","n":3}');
   });
 });
 

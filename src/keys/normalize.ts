@@ -17,6 +17,20 @@ const utf8 = new TextEncoder();
  * normalizeKey("!!!"); // "fallback_45937481e8a9a212"
  */
 export function normalizeKey(s: string): string {
+  const known = memo.get(s);
+  if (known !== undefined) return known;
+  const out = normalize(s);
+  // A plain bound, not an LRU: ids repeat in bursts, and a clear is cheaper than tracking use.
+  if (memo.size >= MEMO_SIZE) memo.clear();
+  memo.set(s, out);
+  return out;
+}
+
+/** Results kept by {@link normalizeKey}: a `getKey()` runs on every load and save of an object. */
+const MEMO_SIZE = 4096;
+const memo = new Map<string, string>();
+
+function normalize(s: string): string {
   // Runs collapse, so it does not matter that the regex sees UTF-16 code units:
   // a surrogate pair (one Rust char) and a lone code unit both end up inside one `_` run.
   let out = s.replace(/[^A-Za-z0-9]+/g, "_").toLowerCase();

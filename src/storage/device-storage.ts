@@ -8,7 +8,7 @@
  */
 
 import { encodeJsonStored } from "../codec.js";
-import { BackendError, ClosedError, isCallerError, PersistenceError, ProfileError } from "../errors.js";
+import { ClosedError, PersistenceError, ProfileError } from "../errors.js";
 import { validateKey } from "../keys/index.js";
 import type { Logger } from "../logger.js";
 import type { Operator } from "../operators/types.js";
@@ -21,7 +21,7 @@ import { checkConcurrency } from "./limit.js";
 import { checkMs, type StorageOptions, storageOptions } from "./options.js";
 import { prefetch } from "./prefetch.js";
 import { Ranking, type TierHealth } from "./ranking.js";
-import { TieredReader } from "./read.js";
+import { badDecoder, NO_HIT, TieredReader } from "./read.js";
 import { ProcessSingleton } from "./singleton.js";
 import { type OpenedProfile, openProfiles, probeAndRank, type Started } from "./startup.js";
 import { Tier } from "./tier.js";
@@ -228,13 +228,24 @@ export class DeviceStorage {
   loadValue<V = unknown>(key: string, decode?: T.Decoder<V>): Promise<T.LoadResult<V>> {
     // Every error arrives as a rejection (a closed storage, a decoder that is not a function).
     if (this.#state.closed) return Promise.reject(closedError());
-    if (decode !== undefined && typeof decode !== "function") return Promise.reject(notADecoder(decode));
+    if (decode !== undefined && typeof decode !== "function") return Promise.reject(badDecoder(decode));
     this.#health.loads(1);
     const dec = decode as T.Decoder<unknown> | undefined;
     const p = loadChannel.hasSubscribers
       ? loadChannel.tracePromise(() => this.#reader.load(key, dec), { key })
       : this.#reader.load(key, dec);
     return p as Promise<T.LoadResult<V>>;
+  }
+
+  /**
+   * @internal A synchronous hit in the fastest tier, decoded, or `NO_HIT`
+   * (then {@link loadValue} answers): `Persistable.load()` takes one promise for a hit.
+   */
+  loadHit(key: string, decode: T.Decoder<unknown>): unknown {
+    if (this.#state.closed) return NO_HIT;
+    const value = this.#reader.hit(key, decode);
+    if (value !== NO_HIT) this.#health.loads(1);
+    return value;
   }
 
   /**
@@ -253,7 +264,7 @@ export class DeviceStorage {
     if (!Array.isArray(keys)) {
       throw new PersistenceError(`Expected \`keys\` to be an array of strings, got ${typeof keys}`);
     }
-    if (decode !== undefined && typeof decode !== "function") throw notADecoder(decode);
+    if (decode !== undefined && typeof decode !== "function") throw badDecoder(decode);
     this.#checkOpen();
     this.#health.loads(keys.length);
     return this.#reader.loadMany(keys, decode as T.Decoder<unknown>, concurrency) as Promise<T.LoadOutcome<V>[]>;
@@ -266,22 +277,7 @@ export class DeviceStorage {
   async exists(key: string): Promise<boolean> {
     validateKey(key);
     this.#checkOpen();
-    const failed: [string, Error][] = [];
-    for (const tier of this.#ranking.order) {
-      try {
-        if (await tier.exists(key)) return true;
-      } catch (err) {
-        if (isCallerError(err)) throw err;
-        failed.push([tier.name, err as Error]);
-      }
-    }
-    if (failed.length === 0) return false;
-    const why = failed.map(([name, err]) => `${name}: ${err.message}`).join("; ");
-    throw new BackendError(`Cannot tell whether "${key}" exists: ${why}`, {
-      key,
-      cause: failed[0]![1],
-      transient: true,
-    });
+    return this.#reader.exists(key);
   }
 
   /**
@@ -351,13 +347,4 @@ export class DeviceStorage {
 
 function closedError(): ClosedError {
   return new ClosedError("DeviceStorage is closed");
-}
-
-/** A schema object passed where a decoder function goes is the usual mistake: say how to fix it. */
-function notADecoder(decode: unknown): PersistenceError {
-  const what = decode === null ? "null" : typeof decode;
-  const schema = typeof decode === "object" && decode !== null && "~standard" in decode;
-  return new PersistenceError(
-    `Expected \`decode\` to be a function (json) => value, got ${schema ? "a Standard Schema object: wrap it with schemaDecoder(schema)" : what}`,
-  );
 }

@@ -7,7 +7,7 @@
  */
 import { performance } from "node:perf_hooks";
 import { decodeStored, recompressStored } from "../codec.js";
-import { isCallerError, NotFoundError, PersistenceError } from "../errors.js";
+import { BackendError, isCallerError, NotFoundError, PersistenceError } from "../errors.js";
 import { validateKey } from "../keys/index.js";
 import type { Logger } from "../logger.js";
 import type { StoredValue } from "../operators/types.js";
@@ -20,6 +20,8 @@ import type { Tier } from "./tier.js";
 import type { Decoder, LoadOutcome, LoadResult } from "./types.js";
 
 const identity: Decoder<unknown> = (v) => v;
+/** What {@link TieredReader.hit} returns when the general path must answer. */
+export const NO_HIT: unique symbol = Symbol("no synchronous hit");
 /** Keys read together (and decoded) at a time by `loadMany`'s synchronous pass. */
 const SYNC_CHUNK = 256;
 /** One synchronous hit in this many is timed for live ranking (timing every hit would cost more than the hit). */
@@ -67,6 +69,24 @@ export class TieredReader {
       return this.#syncFallback(fastest, key, dec) ?? this.#after(fastest, key, dec, { kind: "missing" });
     }
     return this.#checkExpiry(fastest, key, stored, dec);
+  }
+
+  /**
+   * A plain synchronous hit in the fastest tier, decoded (counted as a hit),
+   * or {@link NO_HIT} when anything else is needed (a miss, a TTL, a failure,
+   * a value that does not decode, an async decoder, tracing): then `load`
+   * gives the answer. Lets a caller that wants only the value skip a promise.
+   */
+  hit(key: string, dec: Decoder<unknown>): unknown {
+    const fastest = this.#ranking.fastest;
+    if (!fastest.readsSync || loadChannel.hasSubscribers || !fastest.available()) return NO_HIT;
+    let stored: StoredValue | undefined;
+    try {
+      stored = fastest.readStoredSync(key);
+    } catch {
+      return NO_HIT;
+    }
+    return stored === undefined ? NO_HIT : decodeHit(fastest, key, stored, dec);
   }
 
   /**
@@ -146,26 +166,9 @@ export class TieredReader {
           general.push([i, true]);
           continue;
         }
-        const key = keys[i]!;
-        if (fastest.expiresAt(key) !== undefined) {
-          rest.push(i);
-          continue;
-        }
-        let value: unknown;
-        try {
-          value = dec(decodeStored(v.data, { profile: fastest.name, key }));
-        } catch {
-          rest.push(i);
-          continue;
-        }
-        if (value instanceof Promise) {
-          value.catch(() => {}); // decoded again on the general path
-          rest.push(i);
-          continue;
-        }
-        st.hits++;
-        st.bytesRead += v.size;
-        out[i] = { ok: true, value, profile: fastest.name, writeBack: false };
+        const value = decodeHit(fastest, keys[i]!, v, dec);
+        if (value === NO_HIT) rest.push(i);
+        else out[i] = { ok: true, value, profile: fastest.name, writeBack: false };
       }
     }
     for (const i of rest) general.push([i, false]);
@@ -283,7 +286,57 @@ export class TieredReader {
     return Promise.resolve({ value, profile: fastest.name, writeBack: false });
   }
 
+  /**
+   * Whether any tier holds an unexpired value under `key`, asking the fastest first.
+   * @throws BackendError if no tier has it and some could not be asked (absence is not certain).
+   */
+  async exists(key: string): Promise<boolean> {
+    const failed: [string, Error][] = [];
+    for (const tier of this.#ranking.order) {
+      try {
+        if (await tier.exists(key)) return true;
+      } catch (err) {
+        if (isCallerError(err)) throw err;
+        failed.push([tier.name, err as Error]);
+      }
+    }
+    if (failed.length === 0) return false;
+    const why = failed.map(([name, err]) => `${name}: ${err.message}`).join("; ");
+    throw new BackendError(`Cannot tell whether "${key}" exists: ${why}`, {
+      key,
+      cause: failed[0]![1],
+      transient: true,
+    });
+  }
+
   #after(tried: Tier, key: string, dec: Decoder<unknown>, first: Attempt): Promise<LoadResult<unknown>> {
     return this.#fallback.load(tried, key, dec, first);
   }
+}
+
+/** A stored tier-0 value decoded synchronously and counted as a hit, or NO_HIT when the general path must decide. */
+function decodeHit(fastest: Tier, key: string, stored: StoredValue, dec: Decoder<unknown>): unknown {
+  if (fastest.expiresAt(key) !== undefined) return NO_HIT;
+  let value: unknown;
+  try {
+    value = dec(decodeStored(stored.data, { profile: fastest.name, key }));
+  } catch {
+    return NO_HIT;
+  }
+  if (value instanceof Promise) {
+    value.catch(() => {}); // decoded again on the general path
+    return NO_HIT;
+  }
+  fastest.counters.hits++;
+  fastest.counters.bytesRead += stored.size;
+  return value;
+}
+
+/** A schema object passed where a decoder function goes is the usual mistake: the error says how to fix it. */
+export function badDecoder(decode: unknown): PersistenceError {
+  const what = decode === null ? "null" : typeof decode;
+  const schema = typeof decode === "object" && decode !== null && "~standard" in decode;
+  return new PersistenceError(
+    `Expected \`decode\` to be a function (json) => value, got ${schema ? "a Standard Schema object: wrap it with schemaDecoder(schema)" : what}`,
+  );
 }
