@@ -18,7 +18,8 @@ export class HealthChecks {
   readonly #ranking: Ranking<Tier>;
   readonly #lifecycle: Lifecycle;
   readonly #everyMs: number;
-  #loads = 0;
+  /** Loads until the next chance of a check. */
+  #countdown = LOADS_PER_CHECK;
   #cursor = 0;
   #last = Number.NEGATIVE_INFINITY;
 
@@ -30,10 +31,10 @@ export class HealthChecks {
 
   /** Counts `n` loads; maybe starts one health check in the background. */
   loads(n: number): void {
-    if (!this.#ranking.live) return;
-    const before = this.#loads;
-    this.#loads += n;
-    if (Math.floor(this.#loads / LOADS_PER_CHECK) !== Math.floor(before / LOADS_PER_CHECK)) this.#check();
+    this.#countdown -= n;
+    if (this.#countdown > 0) return;
+    this.#countdown = LOADS_PER_CHECK;
+    if (this.#ranking.live) this.#check();
   }
 
   #check(): void {

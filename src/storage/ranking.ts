@@ -47,6 +47,8 @@ export class LiveRanking<E extends RankedTier> implements TierMonitor {
   readonly #threshold: number;
   readonly #cooldown: number;
   #order: E[];
+  /** Tiers whose breaker is open (0 most of the time: then `available` needs no lookup). */
+  #open = 0;
   readonly #onChange: (order: readonly E[], reason: string) => void;
 
   constructor(
@@ -86,6 +88,7 @@ export class LiveRanking<E extends RankedTier> implements TierMonitor {
   }
 
   available(name: string): boolean {
+    if (this.#open === 0) return true;
     const h = this.#health.get(name);
     if (!h || h.openUntil === 0) return true;
     const now = Date.now();
@@ -100,6 +103,7 @@ export class LiveRanking<E extends RankedTier> implements TierMonitor {
     if (!h) return;
     h.consecutiveFailures = 0;
     const wasOpen = h.openUntil !== 0;
+    if (wasOpen) this.#open--;
     h.openUntil = 0;
     if (wasOpen) h.samples.fill(us);
     else {
@@ -119,6 +123,7 @@ export class LiveRanking<E extends RankedTier> implements TierMonitor {
     h.consecutiveFailures++;
     if (h.openUntil === 0 && h.consecutiveFailures >= this.#threshold) {
       h.openUntil = Date.now() + this.#cooldown;
+      this.#open++;
       this.#rerank(`${name} failed ${h.consecutiveFailures} times in a row: taken out of the read path`);
     }
   }
