@@ -22,6 +22,7 @@ import { hotLoad } from "./scenarios/hot-load.js";
 import { loadMany } from "./scenarios/load-many.js";
 import { memoryFootprint } from "./scenarios/memory.js";
 import { peers } from "./scenarios/peers.js";
+import { persistableSingleton } from "./scenarios/persistable-singleton.js";
 import { save } from "./scenarios/save.js";
 import { startup } from "./scenarios/startup.js";
 
@@ -34,6 +35,7 @@ const SCENARIOS: [number, string, Scenario][] = [
   [6, "loadDocumentsByIds", loadMany],
   [7, "start-up", startup],
   [8, "memory footprint", memoryFootprint],
+  [9, "Persistable via singleton", persistableSingleton],
 ];
 
 const args = process.argv.slice(2);

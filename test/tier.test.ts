@@ -118,7 +118,7 @@ describe("defects found by the architecture issue", () => {
 
 describe("Persistable.load()'s synchronous hit", () => {
   class Item extends Persistable {
-    static override schema = z.object({ id: z.string(), n: z.number() });
+    static schema = z.object({ id: z.string(), n: z.number() });
     n = 0;
     constructor(public id: string) {
       super();

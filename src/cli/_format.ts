@@ -1,7 +1,5 @@
 /** Text formatting for the CLI: tables, sizes, durations, and profile options with secrets hidden. */
-import { redactSecrets } from "../errors.js";
-import type { OperatorCapabilities } from "../operators/types.js";
-import { isSecretKey } from "../settings/_secrets.js";
+import { isSecretKey, type OperatorCapabilities, redactSecrets } from "../index.js";
 
 /** A plain-text table: a header row, then rows, columns padded to the widest cell. */
 export function table(header: readonly string[], rows: readonly (readonly string[])[]): string[] {

@@ -5,12 +5,20 @@
  */
 import { existsSync } from "node:fs";
 import type { Command } from "commander";
-import { DeviceStorage, type ProfileEntry, withTimeout } from "../device-storage.js";
-import { PartialWriteError, PersistenceError, redactSecrets } from "../errors.js";
-import { validateKey, validatePrefix } from "../keys.js";
-import { consoleLogger, type Logger } from "../logger.js";
-import { loadSettings, resolveSettingsFile } from "../settings/load.js";
-import type { DeviceSettings } from "../settings/types.js";
+import {
+  consoleLogger,
+  type DeviceSettings,
+  DeviceStorage,
+  type Logger,
+  loadSettings,
+  PartialWriteError,
+  PersistenceError,
+  redactSecrets,
+  resolveSettingsFile,
+  type Tier,
+  validateKey,
+  validatePrefix,
+} from "../index.js";
 
 /** Exit codes: 0 ok, 1 the operation failed, 2 the command line was wrong. */
 export const EXIT_OK = 0;
@@ -28,14 +36,6 @@ export interface GlobalOptions {
 /** A wrong command line that commander cannot see (an unknown profile name, two flags that clash): exit 2. */
 export class UsageError extends Error {
   override name = "UsageError";
-}
-
-/** Keys the library and this tool use for themselves (start-up probes, bench): never listed, copied or compared. */
-export const RESERVED_KEY_PREFIX = ".terraphim-";
-
-/** Whether `key` is one of the reserved internal keys. */
-export function isReservedKey(key: string): boolean {
-  return key.startsWith(RESERVED_KEY_PREFIX);
 }
 
 /**
@@ -148,24 +148,6 @@ export function unknownProfile(settings: DeviceSettings, name: string): UsageErr
   );
 }
 
-/**
- * The open profile `name`.
- * @throws PersistenceError (exit 1) when the profile is configured but was left out, with the reason.
- */
-export function profileEntry(storage: DeviceStorage, name: string): ProfileEntry {
-  const entry = storage.ops.get(name);
-  if (entry) return entry;
-  const why = storage.profileErrors.get(name);
-  if (why) throw new PersistenceError(`profile "${name}" is not available: ${why.message}`, { profile: name });
-  throw new UsageError(`unknown profile "${name}"; open profiles: ${[...storage.ops.keys()].join(", ")}`);
-}
-
-/** Runs one backend call of a profile under its time limit (`timeout_ms`; remote schemes default to 10 s). */
-export function call<T>(entry: ProfileEntry, what: string, key: string, fn: () => Promise<T>): Promise<T> {
-  if (entry.timeoutMs === undefined) return fn();
-  return withTimeout(fn(), entry.timeoutMs, `${what} of "${key}" in profile "${entry.name}"`, entry.name, key);
-}
-
 /** Splits `A,B , C` into names, or `undefined` when not given. */
 export function parseList(value: string | undefined): string[] | undefined {
   if (value === undefined) return undefined;
@@ -249,6 +231,22 @@ export function reportError(err: unknown, output: Output): number {
     }
   }
   return code;
+}
+
+/**
+ * For the commands that take `-p, --profile NAME`: reads the settings, opens
+ * that profile alone (or every profile), and runs `fn` on the profiles to act
+ * on (that one, or every open profile fastest first); closes storage after.
+ */
+export async function withTargets<T>(
+  output: Output,
+  options: GlobalOptions,
+  profile: string | undefined,
+  fn: (storage: DeviceStorage, targets: readonly Tier[], settings: DeviceSettings) => Promise<T>,
+): Promise<T> {
+  const settings = await readSettings(options, output);
+  const storage = await openStorage(settings, profile === undefined ? undefined : [profile]);
+  return withStorage(storage, (s) => fn(s, profile === undefined ? s.ranked : [s.profile(profile)], settings));
 }
 
 /** Opens storage, runs `fn`, and always closes it (waiting for background write-backs). */

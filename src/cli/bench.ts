@@ -1,24 +1,22 @@
 /**
- * `bench`: times each profile's operator with writes, reads and a 80/20
- * read/write mix at a few value sizes, under reserved keys that it deletes
- * afterwards. Sequential calls: the numbers are latencies, not throughput
- * under load.
+ * `bench`: times each profile with writes, reads and a 80/20 read/write mix
+ * at a few value sizes, under reserved keys that it deletes afterwards.
+ * Calls go through the profile's tier, as storage makes them (time limit,
+ * retries, TTL metadata, quota). Sequential calls: the numbers are
+ * latencies, not throughput under load.
  */
 import { randomBytes } from "node:crypto";
 import type { Command } from "commander";
-import type { ProfileEntry } from "../device-storage.js";
+import { RESERVED_KEY_PREFIX, type Tier } from "../index.js";
 import { formatBytes, formatMicros, formatRate, table } from "./_format.js";
 import { positiveInt } from "./_pool.js";
 import {
   action,
-  call,
   type GlobalOptions,
   messageOf,
   type Output,
   openStorage,
   parseList,
-  profileEntry,
-  RESERVED_KEY_PREFIX,
   readSettings,
   UsageError,
   withStorage,
@@ -75,7 +73,7 @@ async function bench(output: Output, options: GlobalOptions, opts: BenchOptions)
   const settings = await readSettings(options, output);
   const names = parseList(opts.profiles);
   return withStorage(await openStorage(settings, names), async (storage) => {
-    const entries = names ? names.map((n) => profileEntry(storage, n)) : [...storage.ranked];
+    const entries = names ? names.map((n) => storage.profile(n)) : [...storage.ranked];
     let interrupted = false;
     const stop = () => {
       interrupted = true;
@@ -121,7 +119,7 @@ async function bench(output: Output, options: GlobalOptions, opts: BenchOptions)
   });
 }
 
-async function benchOne(e: ProfileEntry, size: number, ops: number, stopped: () => boolean): Promise<BenchRow> {
+async function benchOne(e: Tier, size: number, ops: number, stopped: () => boolean): Promise<BenchRow> {
   const row: BenchRow = { profile: e.name, scheme: e.scheme, size, ops };
   const base = `${RESERVED_KEY_PREFIX}bench-${process.pid}-${randomBytes(4).toString("hex")}-${size}-`;
   // At most 100 distinct keys: enough to defeat a one-key fast path, few to delete.
@@ -133,22 +131,22 @@ async function benchOne(e: ProfileEntry, size: number, ops: number, stopped: () 
     row.write = await phase(ops, stopped, async (i) => {
       const key = keys[i % keyCount] as string;
       written.add(key);
-      await call(e, "write", key, () => e.op.write(key, value));
+      await e.write(key, value);
     });
     row.read = await phase(ops, stopped, async (i) => {
       const key = keys[i % keyCount] as string;
-      await call(e, "read", key, () => e.op.read(key));
+      await e.read(key);
     });
     // A fixed pattern rather than random draws, so that every run does the same work.
     row.mixed = await phase(ops, stopped, async (i) => {
       const key = keys[(i * 7) % keyCount] as string;
-      if (i % 5 === 4) await call(e, "write", key, () => e.op.write(key, value));
-      else await call(e, "read", key, () => e.op.read(key));
+      if (i % 5 === 4) await e.write(key, value);
+      else await e.read(key);
     });
   } catch (err) {
     row.error = messageOf(err);
   } finally {
-    await Promise.all([...written].map((k) => call(e, "delete", k, () => e.op.delete(k)).catch(() => {})));
+    await Promise.all([...written].map((k) => e.delete(k).catch(() => {})));
   }
   return row;
 }

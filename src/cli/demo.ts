@@ -5,8 +5,7 @@
  * would and watch the write-back refill the cache.
  */
 import type { Command } from "commander";
-import { DeviceStorage } from "../device-storage.js";
-import { Document } from "../domain/index.js";
+import { DeviceStorage, Document } from "../index.js";
 import { formatCapabilities, formatMicros } from "./_format.js";
 import { action, cliLogger, type GlobalOptions, type Output, readSettings } from "./_run.js";
 
@@ -45,8 +44,8 @@ async function demo(output: Output, options: GlobalOptions, keep: boolean): Prom
     profiles: storage.ranked.map((e) => ({
       name: e.name,
       scheme: e.scheme,
-      speed: Math.round(e.measuredSpeed * 10) / 10,
-      durable: e.op.capabilities.durable,
+      speed: Math.round(e.probeLatencyUs * 10) / 10,
+      durable: e.capabilities.durable,
     })),
     leftOut: [...storage.profileErrors].map(([name, err]) => ({ name, error: err.message })),
     kept: keep,
@@ -54,7 +53,7 @@ async function demo(output: Output, options: GlobalOptions, keep: boolean): Prom
   say("profiles, fastest first (timed at start-up with a reserved probe key):");
   storage.ranked.forEach((e, i) => {
     say(
-      `  ${i + 1}. ${e.name.padEnd(10)} ${e.scheme.padEnd(8)} ${formatMicros(e.measuredSpeed).padStart(9)}  ${formatCapabilities(e.op.capabilities)}`,
+      `  ${i + 1}. ${e.name.padEnd(10)} ${e.scheme.padEnd(8)} ${formatMicros(e.probeLatencyUs).padStart(9)}  ${formatCapabilities(e.capabilities)}`,
     );
   });
   for (const l of result.leftOut ?? []) say(`  left out: ${l.name}: ${l.error}`);

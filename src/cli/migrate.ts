@@ -1,29 +1,27 @@
 /**
  * `migrate --from A --to B`: copies every key of a listable profile into
- * another, as stored bytes (so compression and format are kept), with
- * bounded concurrency, a progress bar, and a checkpoint file that lets an
- * interrupted run resume without copying finished keys again.
+ * another, as stored bytes (so compression and format are kept) with their
+ * expiry (an expired value is not copied), with bounded concurrency, a
+ * progress bar, and a checkpoint file that lets an interrupted run resume
+ * without copying finished keys again. Both sides go through their profile's
+ * tier: its time limit, retries, TTL, quota and counters apply.
  */
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import type { Command } from "commander";
-import { PersistenceError } from "../errors.js";
-import { resolveSettingsFile } from "../settings/load.js";
-import { copyRaw } from "./_copy.js";
+import { PersistenceError, resolveSettingsFile } from "../index.js";
+import { Checkpoint } from "./_checkpoint.js";
+import { copyValue } from "./_copy.js";
 import { formatBytes, formatDuration, formatRate, plural } from "./_format.js";
-import { forEachLimit, positiveInt } from "./_pool.js";
+import { concurrencyOption, forEachLimit } from "./_pool.js";
 import {
   action,
-  call,
   checkPrefix,
   type GlobalOptions,
-  isReservedKey,
   messageOf,
   type Output,
   openStorage,
-  profileEntry,
   readSettings,
   UsageError,
   withStorage,
@@ -59,7 +57,6 @@ export interface MigrateSummary {
   checkpoint: string | null;
 }
 
-const DEFAULT_CONCURRENCY = 16;
 const MAX_FAILURES_SHOWN = 20;
 
 export function registerMigrate(program: Command): void {
@@ -76,12 +73,7 @@ export function registerMigrate(program: Command): void {
       "checkpoint file (default: migrate-<from>-to-<to>[-<prefix hash>].checkpoint next to settings.toml)",
     )
     .option("--fresh", "ignore an existing checkpoint and copy every key again")
-    .option(
-      "-c, --concurrency <n>",
-      `copies in flight (default ${DEFAULT_CONCURRENCY})`,
-      positiveInt("--concurrency", 1024),
-      DEFAULT_CONCURRENCY,
-    )
+    .addOption(concurrencyOption("copies in flight"))
     .action(action(async (output, options, opts: MigrateOptions) => migrate(output, options, opts)));
 }
 
@@ -97,16 +89,17 @@ async function migrate(output: Output, options: GlobalOptions, opts: MigrateOpti
       );
 
   return withStorage(await openStorage(settings, [opts.from, opts.to]), async (storage) => {
-    const src = profileEntry(storage, opts.from);
-    const dst = profileEntry(storage, opts.to);
-    if (!src.op.capabilities.list) {
+    const src = storage.profile(opts.from);
+    const dst = storage.profile(opts.to);
+    if (!src.capabilities.list) {
       throw new PersistenceError(
         `profile "${src.name}" (${src.scheme}) cannot list its keys, so migrate cannot find what to copy; use a listable profile as the source (memory, sqlite, fs, sled, s3, ...)`,
         { profile: src.name },
       );
     }
     const started = performance.now();
-    const keys = (await call(src, "list", prefix, () => src.op.list(prefix))).filter((k) => !isReservedKey(k));
+    // Without reserved keys and expired values.
+    const keys = await src.list(prefix);
     const checkpoint = Checkpoint.open(checkpointPath, { from: src.name, to: dst.name, prefix }, opts.fresh === true);
     const todo = keys.filter((k) => !checkpoint.done.has(k));
 
@@ -145,7 +138,7 @@ async function migrate(output: Output, options: GlobalOptions, opts: MigrateOpti
         opts.concurrency,
         async (key) => {
           try {
-            const n = await copyRaw(src, dst, key);
+            const n = await copyValue(src, dst, key);
             if (n === undefined) summary.vanished++;
             else {
               summary.copied++;
@@ -193,91 +186,6 @@ function defaultName(opts: MigrateOptions, prefix: string): string {
   const safe = (s: string) => s.replace(/[^A-Za-z0-9_-]/g, "_");
   const tag = prefix ? `-${createHash("sha256").update(prefix).digest("hex").slice(0, 10)}` : "";
   return `migrate-${safe(opts.from)}-to-${safe(opts.to)}${tag}.checkpoint`;
-}
-
-interface CheckpointHeader {
-  from: string;
-  to: string;
-  prefix: string;
-}
-
-/**
- * The keys a migrate has finished, one JSON string per line after a header
- * line. Each key is appended with a synchronous write as soon as its copy
- * lands, so a killed process loses at most the copies in flight (which the
- * next run repeats: copying is idempotent).
- */
-class Checkpoint {
-  private constructor(
-    readonly path: string,
-    readonly done: Set<string>,
-    private fd: number | undefined,
-  ) {}
-
-  static open(path: string, header: CheckpointHeader, fresh: boolean): Checkpoint {
-    const done = new Set<string>();
-    let text: string | undefined;
-    if (!fresh && existsSync(path)) text = readFileSync(path, "utf8");
-    if (text !== undefined && text !== "") {
-      const lines = text.split("\n");
-      // The last line is complete only if the file ends with a newline; a kill mid-write leaves a partial one.
-      lines.pop();
-      let head: (CheckpointHeader & { terraphimMigrate?: number }) | undefined;
-      try {
-        head = JSON.parse(lines[0] ?? "");
-      } catch {
-        head = undefined;
-      }
-      if (head?.terraphimMigrate !== 1) {
-        throw new UsageError(
-          `${path} is not a migrate checkpoint; remove it, give another --checkpoint, or use --fresh`,
-        );
-      }
-      if (head.from !== header.from || head.to !== header.to || head.prefix !== header.prefix) {
-        throw new UsageError(
-          `checkpoint ${path} belongs to a migrate from "${head.from}" to "${head.to}" with prefix "${head.prefix}", not this one; give another --checkpoint, or --fresh to start over`,
-        );
-      }
-      for (const line of lines.slice(1)) {
-        try {
-          const key = JSON.parse(line);
-          if (typeof key === "string") done.add(key);
-        } catch {
-          // A torn line: that key is copied again.
-        }
-      }
-    }
-    let fd: number;
-    try {
-      if (text === undefined || text === "") {
-        fd = openSync(path, "w", 0o600);
-        writeSync(fd, `${JSON.stringify({ terraphimMigrate: 1, ...header })}\n`);
-      } else {
-        fd = openSync(path, "a");
-        // Start on a fresh line after a torn one.
-        if (!text.endsWith("\n")) writeSync(fd, "\n");
-      }
-    } catch (err) {
-      throw new PersistenceError(
-        `cannot write the migrate checkpoint ${path}: ${messageOf(err)} (give a writable --checkpoint PATH)`,
-      );
-    }
-    return new Checkpoint(path, done, fd);
-  }
-
-  record(key: string): void {
-    if (this.fd !== undefined) writeSync(this.fd, `${JSON.stringify(key)}\n`);
-  }
-
-  close(): void {
-    if (this.fd !== undefined) closeSync(this.fd);
-    this.fd = undefined;
-  }
-
-  remove(): void {
-    this.close();
-    rmSync(this.path, { force: true });
-  }
 }
 
 /** The subset of cli-progress this command uses (the package ships no types). */

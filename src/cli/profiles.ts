@@ -1,8 +1,6 @@
 /** `profiles`: the configured profiles in speed order, with what each can do or why it was left out. */
 import type { Command } from "commander";
-import { NoOperatorError } from "../errors.js";
-import { silentLogger } from "../logger.js";
-import type { OperatorCapabilities } from "../operators/types.js";
+import { NoOperatorError, type OperatorCapabilities, silentLogger } from "../index.js";
 import { formatCapabilities, formatMicros, formatOptions, redactOptions, table } from "./_format.js";
 import { action, allProfileNames, errorJson, openStorage, readSettings, withStorage } from "./_run.js";
 
@@ -41,10 +39,10 @@ export function registerProfiles(program: Command): void {
               scheme: e.scheme,
               rank: i + 1,
               status: "ok",
-              speed: round(e.speed),
-              measuredSpeed: round(e.measuredSpeed),
+              speed: round(e.rankLatencyUs),
+              measuredSpeed: round(e.probeLatencyUs),
               ...(e.timeoutMs === undefined ? {} : { timeoutMs: e.timeoutMs }),
-              capabilities: { ...e.op.capabilities },
+              capabilities: { ...e.capabilities },
               options: optionsOf(e.name),
             }));
             const failed: ProfileRow[] = [...storage.profileErrors].map(([name, err]) => ({

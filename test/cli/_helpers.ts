@@ -1,5 +1,5 @@
 /**
- * Runs the built CLI (dist/cli/index.js) as a subprocess with a temp HOME,
+ * Runs the built CLI (dist/cli/bin.js) as a subprocess with a temp HOME,
  * settings folder and data folder. `ensureBuilt` rebuilds dist when any
  * source file is newer, under a lock so that parallel test files build once.
  */
@@ -15,7 +15,7 @@ const run = promisify(execFile);
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 /** The built CLI entry point. */
-export const CLI = join(ROOT, "dist", "cli", "index.js");
+export const CLI = join(ROOT, "dist", "cli", "bin.js");
 
 /** Whether every `src/**.ts` has a `dist/**.js` at least as new. */
 function distIsFresh(): boolean {
@@ -130,7 +130,7 @@ export interface CliOptions {
   onSpawn?: (child: ChildProcess) => void;
 }
 
-/** Runs `node dist/cli/index.js ...args`. */
+/** Runs `node dist/cli/bin.js ...args`. */
 export function cli(args: readonly string[], options: CliOptions): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], { env: options.env, stdio: ["pipe", "pipe", "pipe"] });

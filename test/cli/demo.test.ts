@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { createOperator } from "../../src/operators/index.js";
+import { createOperator } from "../../src/index.js";
 import { type CliEnv, cli, cliEnv, ensureBuilt, json, ROOT } from "./_helpers.js";
 
 const exec = promisify(execFile);

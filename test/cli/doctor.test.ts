@@ -57,6 +57,40 @@ ${s3Profile("s3", s3Options(s3))}
     expect(r.stdout).toMatch(/ok {4}s3 \(s3\): write, read, list and delete work/);
   });
 
+  it("reads a profile's storage options as storage does: quota, retries and ttl_ms work, a bad one is named", async () => {
+    t.writeSettings(`
+[profiles.limited]
+type = "sqlite"
+datadir = "${t.dataDir}/limited-sqlite"
+max_size = "1MiB"
+max_items = "100"
+quota_policy = "lru"
+retries = "2"
+ttl_ms = "60000"
+timeout_ms = "5000"
+
+[profiles.badpolicy]
+type = "memory"
+quota_policy = "fifo"
+
+[profiles.badsize]
+type = "fs"
+root = "${t.dataDir}/badsize-fs"
+max_size = "lots"
+`);
+    const r = await run("doctor", "--json");
+    expect(r.code, r.stderr).toBe(1);
+    const findings = json<{ findings: Finding[] }>(r).findings;
+    const f = (subject: string) => findings.find((x) => x.subject === subject);
+    expect(f("limited"), JSON.stringify(findings)).toMatchObject({ ok: true });
+    expect(f("badpolicy")).toMatchObject({
+      ok: false,
+      summary: 'profiles.badpolicy.quota_policy: expected "lru" or "reject", got "fifo"',
+    });
+    expect(f("badpolicy")?.fix).toMatch(/profiles\.badpolicy\.quota_policy/);
+    expect(f("badsize")).toMatchObject({ ok: false, summary: expect.stringMatching(/^profiles\.badsize\.max_size: /) });
+  });
+
   it("reports malformed TOML with its line and exits 1", async () => {
     t.writeSettings(`[profiles.memory]\ntype = "memory"\n\n[profiles.sqlite\ntype = "sqlite"\n`);
     const r = await run("doctor");

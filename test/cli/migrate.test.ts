@@ -7,9 +7,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { encodeJson, isCompressed } from "../../src/codec.js";
-import { createOperator } from "../../src/operators/index.js";
-import type { Operator } from "../../src/operators/types.js";
+import { createOperator, encodeJson, isCompressed, type Operator } from "../../src/index.js";
 import { type S3rverInstance, s3Options, startS3rver } from "../helpers/servers.js";
 import { type CliEnv, cli, cliEnv, ensureBuilt, json, s3Profile } from "./_helpers.js";
 

@@ -57,7 +57,7 @@ describe("npm package", () => {
     expect(files).toContain("README.md");
     expect(files).toContain("dist/index.js");
     expect(files).toContain("dist/index.d.ts");
-    expect(files).toContain("dist/cli/index.js");
+    expect(files).toContain("dist/cli/bin.js");
     const unexpected = files.filter((f) => !/^(package\.json|README\.md|LICENSE(\.\w+)?|dist\/.+)$/.test(f));
     expect(unexpected).toEqual([]);
     // No tests, sources or tooling inside dist either.

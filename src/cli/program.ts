@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 /**
  * The `terraphim-persistence` command: look into the stores of a
  * `settings.toml`, move data between them, and check them.
@@ -13,9 +12,14 @@ import { EXIT_OK, EXIT_USAGE, Output, reportError } from "./_run.js";
 import { registerBench } from "./bench.js";
 import { registerDemo } from "./demo.js";
 import { registerDoctor } from "./doctor.js";
-import { registerKeys } from "./keys.js";
+import { registerGet } from "./get.js";
+import { registerLs } from "./ls.js";
 import { registerMigrate } from "./migrate.js";
 import { registerProfiles } from "./profiles.js";
+import { registerPut } from "./put.js";
+import { registerRepair } from "./repair.js";
+import { registerRm } from "./rm.js";
+import { registerStat } from "./stat.js";
 import { registerVerify } from "./verify.js";
 
 /** Builds the command-line program (without running it). */
@@ -36,13 +40,23 @@ export function createProgram(): Command {
     "after",
     "\nExit codes: 0 ok, 1 the operation failed, 2 usage error.\nSecrets (S3 keys, passwords in connection strings) are never printed.",
   );
-  registerProfiles(program);
-  registerKeys(program);
-  registerMigrate(program);
-  registerVerify(program);
-  registerBench(program);
-  registerDoctor(program);
-  registerDemo(program);
+  // In the order `--help` lists them.
+  for (const register of [
+    registerProfiles,
+    registerGet,
+    registerPut,
+    registerRm,
+    registerStat,
+    registerLs,
+    registerMigrate,
+    registerVerify,
+    registerRepair,
+    registerBench,
+    registerDoctor,
+    registerDemo,
+  ]) {
+    register(program);
+  }
   return program;
 }
 
@@ -75,7 +89,3 @@ function packageVersion(): string {
     return "0.0.0";
   }
 }
-
-const code = await main(process.argv.slice(2));
-// Let stdout drain (it may be a pipe), then exit even if a backend left a handle open.
-process.stdout.write("", () => process.exit(code));
