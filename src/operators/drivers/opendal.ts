@@ -1,5 +1,4 @@
 import { chmodSync, mkdirSync, readdirSync, realpathSync, statSync } from "node:fs";
-import { connect } from "node:net";
 import { basename, dirname, join, resolve } from "node:path";
 import type { Operator as NativeOperator } from "opendal";
 import {
@@ -14,6 +13,7 @@ import {
 } from "../../errors.js";
 import { validateKey, validatePrefix } from "../../keys/index.js";
 import type { Operator, OperatorCapabilities, StatResult } from "../types.js";
+import { networkAddress, probeTcp } from "./_net.js";
 import { OpenState } from "./_shared.js";
 
 /** Extra context for {@link opendalOperator}. */
@@ -36,9 +36,6 @@ export interface OpendalErrorContext {
 const VOLATILE_SCHEMES = new Set(["memory", "dashmap", "moka", "mini_moka", "mini-moka"]);
 /** Schemes whose `stat` reports a modification time (object stores, file systems); key-value stores do not. */
 const LAST_MODIFIED_SCHEMES = new Set(["s3", "gcs", "azblob", "azdls", "azfile", "oss", "cos", "obs", "b2", "fs"]);
-/** Servers OpenDAL waits ~30 s for when they are down: probe them first. */
-const DEFAULT_PORTS: Record<string, number> = { redis: 6379, postgresql: 5432, mysql: 3306 };
-const PROBE_TIMEOUT_MS = 1500;
 /** sled flushes every 500 ms (not configurable through the binding): `close()` waits this long after a write. */
 const SLED_FLUSH_MS = 750;
 /** Option keys whose values are credentials, kept out of every message. */
@@ -319,48 +316,6 @@ function lockedFile(scheme: string, config: Record<string, string>, profile: str
       cause: err,
     });
   }
-}
-
-function networkAddress(scheme: string, config: Record<string, string>): { host: string; port: number } | undefined {
-  const defaultPort = DEFAULT_PORTS[scheme];
-  if (defaultPort === undefined) return undefined;
-  const raw =
-    scheme === "redis"
-      ? config.cluster_endpoints?.split(",")[0]?.trim() || config.endpoint || "tcp://127.0.0.1:6379"
-      : config.connection_string;
-  if (!raw) return undefined; // OpenDAL reports the missing option
-  try {
-    const url = new URL(raw.includes("://") ? raw : `tcp://${raw}`);
-    const host = url.hostname.replace(/^\[|\]$/g, "");
-    // Unix sockets, multi-host strings and the like: leave them to OpenDAL.
-    if (!host || url.protocol.includes("unix")) return undefined;
-    return { host, port: url.port ? Number(url.port) : defaultPort };
-  } catch {
-    return undefined;
-  }
-}
-
-/** Resolves `undefined` when `host:port` accepts a TCP connection, else a short reason. */
-function probeTcp(host: string, port: number): Promise<string | undefined> {
-  return new Promise((done) => {
-    const socket = connect({ host, port });
-    const finish = (reason: string | undefined) => {
-      clearTimeout(timer);
-      socket.destroy();
-      done(reason);
-    };
-    const timer = setTimeout(() => finish(`no answer within ${PROBE_TIMEOUT_MS} ms`), PROBE_TIMEOUT_MS);
-    socket.once("connect", () => finish(undefined));
-    socket.once("error", (err: NodeJS.ErrnoException) =>
-      finish(
-        err.code === "ECONNREFUSED"
-          ? "connection refused"
-          : err.code === "ENOTFOUND"
-            ? "unknown host"
-            : (err.code ?? err.message),
-      ),
-    );
-  });
 }
 
 function wrap(
