@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { InvalidKeyError } from "../src/errors.js";
 import { sipHash13 } from "../src/keys/_siphash.js";
 import { MAX_KEY_BYTES, normalizeKey, validateKey, validatePrefix } from "../src/keys/index.js";
@@ -118,6 +118,15 @@ describe("normalizeKey", () => {
 });
 
 describe("validateKey", () => {
+  it("refuses undefined even as the first key a process checks (the last-valid memo starts valid)", async () => {
+    vi.resetModules();
+    const fresh = await import("../src/keys/validate.js");
+    // A fresh module graph: its InvalidKeyError is another class object, so match the message.
+    expect(() => fresh.validateKey(undefined)).toThrow(/Expected key to be a string, got undefined/);
+    expect(fresh.validateKey("a.json")).toBe("a.json");
+    expect(() => fresh.validateKey(undefined)).toThrow(/Expected key to be a string, got undefined/);
+  });
+
   it("accepts ordinary keys", () => {
     for (const key of [
       "conversations/index.json",

@@ -43,7 +43,8 @@ export function validateKey(path: unknown, profile?: string): string {
   return path;
 }
 
-let lastValid: string | undefined;
+/** The last key found valid; starts as a valid key, so no other value can match it untested. */
+let lastValid = "a";
 
 function badKey(path: string, why: string, profile: string | undefined): never {
   const shown = path.length > 80 ? `${path.slice(0, 80)}...` : path;
