@@ -24,6 +24,7 @@ import { memoryFootprint } from "./scenarios/memory.js";
 import { peers } from "./scenarios/peers.js";
 import { persistableSingleton } from "./scenarios/persistable-singleton.js";
 import { save } from "./scenarios/save.js";
+import { sharedTiers } from "./scenarios/shared-tiers.js";
 import { startup } from "./scenarios/startup.js";
 
 const SCENARIOS: [number, string, Scenario][] = [
@@ -36,6 +37,7 @@ const SCENARIOS: [number, string, Scenario][] = [
   [7, "start-up", startup],
   [8, "memory footprint", memoryFootprint],
   [9, "Persistable via singleton", persistableSingleton],
+  [10, "shared tiers", sharedTiers],
 ];
 
 const args = process.argv.slice(2);

@@ -15,9 +15,10 @@ export interface CreateOperatorContext {
 
 /**
  * Opens an operator for `scheme` with the option keys of a Rust settings
- * `[profiles.<name>]` table. `memory`, `dashmap`, `sqlite` and `fs` use native
- * drivers; any other scheme goes through Apache OpenDAL (`redb`, `sled`, `s3`,
- * `redis`, `postgresql`, ...), loaded only when first needed.
+ * `[profiles.<name>]` table. `memory`, `dashmap`, `sqlite` and `fs` use
+ * in-process drivers; `redis` (ioredis), `postgresql` and `mysql` (mysql2) use
+ * native Node clients; any other scheme goes through Apache OpenDAL (`redb`,
+ * `sled`, `s3`, ...). Drivers and clients are loaded only when first needed.
  *
  * A scheme nobody can serve is a `ProfileError`: a backend is never replaced
  * by another (the Rust crate silently turns unknown schemes into RAM).
@@ -46,6 +47,13 @@ export async function createOperator(
       return sqliteOperator(options, profile);
     case "fs":
       return fsOperator(options, profile);
+    // Network tiers on native Node clients (loaded only when configured).
+    case "redis":
+      return (await import("./drivers/redis.js")).redisOperator({ ...options }, profile);
+    case "postgresql":
+      return (await import("./drivers/postgresql.js")).postgresqlOperator({ ...options }, profile);
+    case "mysql":
+      return (await import("./drivers/mysql.js")).mysqlOperator({ ...options }, profile);
     default: {
       const { opendalOperator } = await import("./drivers/opendal.js");
       try {

@@ -6,6 +6,7 @@
  * @module
  */
 import { connect } from "node:net";
+import { ProfileError } from "../../errors.js";
 
 /** Default ports of the network schemes. */
 export const DEFAULT_PORTS: Readonly<Record<string, number>> = { redis: 6379, postgresql: 5432, mysql: 3306 };
@@ -56,4 +57,15 @@ export function probeTcp(host: string, port: number): Promise<string | undefined
       ),
     );
   });
+}
+
+/**
+ * Throws a {@link ProfileError} unless `host:port` accepts a TCP connection
+ * within {@link PROBE_TIMEOUT_MS}: `profile "p": cannot reach <scheme> at host:port: <reason>`.
+ */
+export async function assertReachable(scheme: string, host: string, port: number, profile: string): Promise<void> {
+  const problem = await probeTcp(host, port);
+  if (problem) {
+    throw new ProfileError(`profile "${profile}": cannot reach ${scheme} at ${host}:${port}: ${problem}`, { profile });
+  }
 }

@@ -1,4 +1,11 @@
-import { ClosedError } from "../../errors.js";
+/**
+ * Small pieces every driver uses: bytes, the open/closed state, and for the
+ * network drivers their capabilities, option checks, root rule and error copies.
+ *
+ * @module
+ */
+import { ClosedError, PersistenceError, ProfileError, redactSecrets } from "../../errors.js";
+import type { OperatorCapabilities } from "../types.js";
 
 const encoder = new TextEncoder();
 
@@ -22,4 +29,92 @@ export class OpenState {
   check(key?: string): void {
     if (this.#closed) throw new ClosedError(`The ${this.scheme} operator is closed`, { key });
   }
+}
+
+/** What every network driver (redis, postgresql, mysql) can do: list, shared between processes, durable. */
+export const NETWORK_CAPABILITIES: OperatorCapabilities = Object.freeze({
+  list: true,
+  lastModified: false,
+  durable: true,
+  shared: true,
+  syncRead: false,
+});
+
+/**
+ * A profile's options as a driver takes them: `type` and empty values dropped
+ * (an unset `${VAR}` expands to `""`), values as strings, and any key not in
+ * `accepted` a {@link ProfileError} listing the accepted ones. With
+ * `foldKeys`, keys are matched (and returned) in lower case, as OpenDAL's redis
+ * service matches them.
+ */
+export function profileOptions(
+  options: Record<string, string>,
+  accepted: readonly string[],
+  scheme: string,
+  profile: string,
+  foldKeys = false,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(options)) {
+    if (key === "type" || value === undefined || value === null || value === "") continue;
+    const k = foldKeys ? key.toLowerCase() : key;
+    if (!accepted.includes(k)) {
+      throw new ProfileError(
+        `profiles.${profile}.${key}: unknown option for a ${scheme} profile (accepted: ${accepted.join(", ")})`,
+        { profile },
+      );
+    }
+    out[k] = String(value);
+  }
+  return out;
+}
+
+/** OpenDAL's `normalize_root` as stored keys see it: segments joined with a trailing `/`, no leading one; `""` for `/`. */
+export function normalizeRoot(root: string): string {
+  const path = root.split("/").filter(Boolean).join("/");
+  return path ? `${path}/` : "";
+}
+
+/** The password of a URL such as `redis://user:pw@host`, decoded; undefined when there is none or it is no URL. */
+export function urlPassword(raw: string | undefined): string | undefined {
+  if (!raw?.includes("@")) return undefined;
+  try {
+    return decodeURIComponent(new URL(raw.trim()).password) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Bytes as a `Buffer` without copying (a string stays a string): what the clients send as a value. */
+export function asBuffer(data: Uint8Array | string): Buffer | string {
+  return typeof data === "string" || Buffer.isBuffer(data)
+    ? data
+    : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/** What {@link redactedCopy} keeps besides the message and name. */
+export interface RedactedCopyOptions {
+  /** Properties copied as they are when set (codes: `code`, `errno`, `sqlState`). @default [] */
+  fields?: readonly string[];
+  /** Keep the stack (redacted). @default true */
+  stack?: boolean;
+}
+
+/**
+ * A client error made fit to be a `cause`: message (and stack) through
+ * {@link redactSecrets}, the name and the listed code fields kept, nothing
+ * else (a client's attached command holds values, or an AUTH password).
+ * A {@link PersistenceError} is returned unchanged.
+ */
+export function redactedCopy(err: unknown, options: RedactedCopyOptions = {}): Error {
+  if (err instanceof PersistenceError) return err;
+  const src = err instanceof Error ? err : new Error(String(err));
+  const copy = new Error(redactSecrets(src.message));
+  copy.name = src.name;
+  if (options.stack !== false && src.stack !== undefined) copy.stack = redactSecrets(src.stack);
+  for (const field of options.fields ?? []) {
+    const value = (src as unknown as Record<string, unknown>)[field];
+    if (value !== undefined) Object.assign(copy, { [field]: value });
+  }
+  return copy;
 }

@@ -13,8 +13,9 @@ import {
 } from "../../errors.js";
 import { validateKey, validatePrefix } from "../../keys/index.js";
 import type { Operator, OperatorCapabilities, StatResult } from "../types.js";
-import { networkAddress, probeTcp } from "./_net.js";
-import { OpenState } from "./_shared.js";
+import { assertReachable, networkAddress } from "./_net.js";
+import { asBuffer, OpenState, redactedCopy, urlPassword } from "./_shared.js";
+import { checkSqlIdentifiers } from "./_sql.js";
 
 /** Extra context for {@link opendalOperator}. */
 export interface OpendalOperatorContext {
@@ -111,15 +112,7 @@ export async function opendalOperator(
   checkSqlIdentifiers(scheme, config, profile);
 
   const address = networkAddress(scheme, config);
-  if (address) {
-    const problem = await probeTcp(address.host, address.port);
-    if (problem) {
-      throw new ProfileError(
-        `profile "${profile}": cannot reach ${scheme} at ${address.host}:${address.port}: ${problem}`,
-        { profile },
-      );
-    }
-  }
+  if (address) await assertReachable(scheme, address.host, address.port, profile);
 
   let binding: typeof import("opendal");
   try {
@@ -218,14 +211,6 @@ export function translateOpendalError(err: unknown, context: OpendalErrorContext
   }
 }
 
-function redactedCopy(err: unknown): Error {
-  const src = err instanceof Error ? err : new Error(String(err));
-  const copy = new Error(redactSecrets(src.message));
-  copy.name = src.name;
-  if (src.stack) copy.stack = redactSecrets(src.stack);
-  return copy;
-}
-
 function prepareOptions(scheme: string, options: Record<string, string>): Record<string, string> {
   const config: Record<string, string> = {};
   for (const [key, value] of Object.entries(options)) {
@@ -241,39 +226,6 @@ function prepareOptions(scheme: string, options: Record<string, string>): Record
     config.disable_ec2_metadata ??= "true";
   }
   return config;
-}
-
-/**
- * OpenDAL 0.49.1 puts `table`, `key_field` and `value_field` into its SQL
- * unquoted: `key_field = "key IS NOT NULL OR key"` would make one delete wipe
- * the table, and a mixed-case name would address another (lower-cased) table.
- * Only plain identifiers pass (lower case for PostgreSQL, which folds them).
- */
-function checkSqlIdentifiers(scheme: string, config: Record<string, string>, profile: string): void {
-  const pattern =
-    scheme === "postgresql"
-      ? /^[a-z_][a-z0-9_]{0,62}$/
-      : scheme === "mysql"
-        ? /^[A-Za-z_][A-Za-z0-9_]{0,63}$/
-        : undefined;
-  if (!pattern) return;
-  for (const field of ["table", "key_field", "value_field"]) {
-    const value = config[field];
-    if (value !== undefined && !pattern.test(value)) {
-      throw new ProfileError(
-        `Expected \`${field}\` in profile "${profile}" to be a SQL identifier (${scheme === "postgresql" ? "lower-case " : ""}letters, digits, _), got ${JSON.stringify(value)}`,
-        { profile },
-      );
-    }
-  }
-}
-
-function urlPassword(url: string): string | undefined {
-  try {
-    return decodeURIComponent(new URL(url).password) || undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** redb and sled create their files world-readable (0644): make them the owner's only. */
@@ -359,11 +311,7 @@ function wrap(
     },
     async write(path, data) {
       const k = key(path);
-      const body =
-        typeof data === "string" || Buffer.isBuffer(data)
-          ? data
-          : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-      await call("write", k, () => native.write(k, body));
+      await call("write", k, () => native.write(k, asBuffer(data)));
       changed();
     },
     async stat(path): Promise<StatResult> {

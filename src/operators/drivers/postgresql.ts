@@ -1,0 +1,359 @@
+/**
+ * The `postgresql` scheme on node-postgres (`pg`): the table OpenDAL 0.49.1's
+ * postgresql service reads and writes, with the same keys and value bytes.
+ *
+ * @module
+ */
+import { Socket } from "node:net";
+import type { DatabaseError, Pool, QueryArrayConfig } from "pg";
+import {
+  BackendError,
+  ClosedError,
+  NotFoundError,
+  PersistenceError,
+  ProfileError,
+  registerSecret,
+} from "../../errors.js";
+import { validateKey, validatePrefix } from "../../keys/index.js";
+import type { Operator, StatResult } from "../types.js";
+import { assertReachable, networkAddress } from "./_net.js";
+import {
+  NETWORK_CAPABILITIES,
+  normalizeRoot,
+  OpenState,
+  profileOptions,
+  type RedactedCopyOptions,
+  redactedCopy,
+} from "./_shared.js";
+import {
+  CLOSE_GRACE_MS,
+  checkSqlIdentifiers,
+  escapeLike,
+  type PoolHandle,
+  PoolSlot,
+  poolSizeOption,
+  quoteIdentifier,
+  SQL_OPTION_KEYS,
+  type SqlOperatorOptions,
+  tracked,
+} from "./_sql.js";
+
+/**
+ * Options of the `postgresql` operator (see {@link SqlOperatorOptions}). The
+ * table is created when missing as `(key TEXT PRIMARY KEY, value BYTEA NOT NULL)`.
+ */
+export interface PostgresqlOperatorOptions extends SqlOperatorOptions {
+  /**
+   * The server, as a URL: `postgresql://user:password@host:port/database`
+   * (`postgres://` too; query parameters as node-postgres reads them, e.g.
+   * `sslmode`). Required. The password never appears in an error.
+   * @example "postgresql://terraphim:secret@db.local:5432/terraphim"
+   */
+  connection_string?: string;
+}
+
+/**
+ * A new connection's TCP connect and start-up, and a call's wait for a free
+ * connection of a full pool: a call against a hung server fails after this
+ * (against a dead one at once: the connect is refused).
+ */
+const CONNECT_TIMEOUT_MS = 3000;
+/** An error kept as a cause: message and stack without secrets, its SQLSTATE / errno code kept. */
+const CAUSE: RedactedCopyOptions = { fields: ["code"] };
+/**
+ * SQLSTATEs after which the same call may succeed: connection exceptions (08),
+ * too many connections and other resource shortages (53), server shutting
+ * down or starting (57P01-57P03), query cancelled (57014), serialization
+ * failure, deadlock, lock not available; and the table gone (42P01: the next
+ * call creates it again).
+ */
+const TRANSIENT_SQLSTATE = /^(08|53|57P0[123]$|57014$|40001$|40P01$|55P03$|42P01$)/;
+
+/**
+ * A store in one PostgreSQL table through a node-postgres pool: the table,
+ * keys and bytes OpenDAL's postgresql service uses (`key TEXT PRIMARY KEY,
+ * value BYTEA NOT NULL` unless renamed), with `root` applied as OpenDAL
+ * applies it. Names must be plain lower-case identifiers (see `table`), and
+ * are quoted all the same; writes are an UPSERT (`INSERT ... ON CONFLICT (key)
+ * DO UPDATE`); `list` is a `LIKE` prefix query with `%`, `_` and `\` escaped.
+ * Statements are prepared once per connection.
+ *
+ * Nothing connects until the first call. That call also checks the table:
+ * a missing one is created (`CREATE TABLE IF NOT EXISTS`); one that cannot be
+ * created, or whose value column is not `BYTEA` (OpenDAL cannot read text
+ * values), is a {@link ProfileError} giving the statement to run.
+ *
+ * The server's port must answer a TCP connect within 1.5 s, else a
+ * {@link ProfileError}. A call against a dead server is a transient
+ * {@link BackendError} at once (a hung one: after 3 s); calls succeed again as
+ * soon as the server is back, on fresh connections. `close()` ends the pool.
+ *
+ * @throws ProfileError for bad or unknown options, or an unreachable server.
+ * @example
+ * const op = await postgresqlOperator(
+ *   { connection_string: "postgresql://postgres@127.0.0.1:5432/test", table: "terraphim_kv" },
+ *   "shared",
+ * );
+ * await op.write("document_a.json", '{"id":"a"}');
+ * await op.close();
+ */
+export async function postgresqlOperator(options: Record<string, string>, profile = "postgresql"): Promise<Operator> {
+  const opt = checkOptions(options, profile);
+  checkSqlIdentifiers("postgresql", opt, profile);
+  const { text: connectionString, url } = connectionUrl(opt.connection_string, profile);
+  const tableName = identifier(opt.table, "table", undefined, profile);
+  const keyName = identifier(opt.key_field, "key_field", "key", profile);
+  const valueName = identifier(opt.value_field, "value_field", "value", profile);
+  if (opt.root?.includes("\0")) throw new ProfileError(`profiles.${profile}.root: cannot contain NUL`, { profile });
+  const root = normalizeRoot(opt.root ?? "/");
+  const poolSize = poolSizeOption(opt.pool_size, profile);
+
+  const address = networkAddress("postgresql", { connection_string: connectionString });
+  if (address) await assertReachable("postgresql", address.host, address.port, profile);
+
+  let pg: typeof import("pg");
+  try {
+    pg = await import("pg");
+  } catch (err) {
+    throw new ProfileError(`profile "${profile}": the postgresql scheme needs the "pg" package, which failed to load`, {
+      profile,
+      cause: redactedCopy(err, CAUSE),
+    });
+  }
+  const openPool = (): PoolHandle<Pool> => {
+    const sockets = new Set<Socket>();
+    const pool = new pg.Pool({
+      connectionString,
+      max: poolSize,
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      keepAlive: true,
+      // Idle connections do not keep the process alive.
+      allowExitOnIdle: true,
+      // node-postgres connects it (TCP or unix socket, TLS on top where asked); ours so that close() can destroy it.
+      stream: () => tracked(sockets, new Socket()),
+    });
+    // An idle connection that breaks (the server went away) is dropped by the pool; without a
+    // listener its error would crash the process.
+    pool.on("error", () => {});
+    return { pool, sockets };
+  };
+
+  const quote = (name: string) => quoteIdentifier(name, '"');
+  const [t, k, v] = [quote(tableName), quote(keyName), quote(valueName)];
+  const ddl = `CREATE TABLE IF NOT EXISTS ${t} (${k} TEXT PRIMARY KEY, ${v} BYTEA NOT NULL)`;
+  const where = address ? `${address.host}:${address.port}${url.pathname}` : "postgresql";
+  const sql = {
+    read: `SELECT ${v} FROM ${t} WHERE ${k} = $1`,
+    stat: `SELECT octet_length(${v}) FROM ${t} WHERE ${k} = $1`,
+    exists: `SELECT 1 FROM ${t} WHERE ${k} = $1`,
+    write: `INSERT INTO ${t} (${k}, ${v}) VALUES ($1, $2) ON CONFLICT (${k}) DO UPDATE SET ${v} = EXCLUDED.${v}`,
+    delete: `DELETE FROM ${t} WHERE ${k} = $1`,
+    // E'\\' is one backslash whatever standard_conforming_strings says; "C" sorts by code point, as JS does below U+10000.
+    list: `SELECT ${k} FROM ${t} WHERE ${k} LIKE $1 ESCAPE E'\\\\' ORDER BY ${k} COLLATE "C"`,
+  };
+  // One round trip: whether the table exists, and the types of its two columns.
+  const inspect = `SELECT c.oid IS NOT NULL, kc.typ, vc.typ FROM (SELECT to_regclass($1::text) AS oid) c
+    LEFT JOIN LATERAL (SELECT atttypid::regtype::text AS typ FROM pg_attribute
+      WHERE attrelid = c.oid AND attname = $2 AND attnum > 0 AND NOT attisdropped) kc ON true
+    LEFT JOIN LATERAL (SELECT atttypid::regtype::text AS typ FROM pg_attribute
+      WHERE attrelid = c.oid AND attname = $3 AND attnum > 0 AND NOT attisdropped) vc ON true`;
+
+  const state = new OpenState("postgresql");
+  // After repeated timeouts (the Tier's call) a fresh pool takes the next calls; the old one ends in the background.
+  const pools = new PoolSlot(openPool, endPool, state);
+  /** Whether the table was found or created (checked on the first call, again after it vanished). */
+  let tableReady = false;
+  let checking: Promise<void> | undefined;
+
+  const fail = (what: string, path: string | undefined, err: unknown): PersistenceError => {
+    if (err instanceof PersistenceError) return err;
+    if (state.closed) {
+      return new ClosedError(`The postgresql operator was closed during a ${what}`, {
+        profile,
+        key: path,
+        cause: redactedCopy(err, CAUSE),
+      });
+    }
+    const code = err instanceof pg.DatabaseError ? err.code : undefined;
+    if (code === "42P01") tableReady = false;
+    if (code === "42P10") {
+      return new ProfileError(
+        `profile "${profile}": table ${t} at ${where} has no unique index on ${k}, which an UPSERT needs: make ${k} the PRIMARY KEY (as in: ${ddl})`,
+        { profile, key: path, cause: redactedCopy(err, CAUSE) },
+      );
+    }
+    // No SQLSTATE: the connection failed (refused, reset, timed out), not the statement.
+    const transient = code === undefined || TRANSIENT_SQLSTATE.test(code);
+    return new BackendError(
+      `profile "${profile}": postgresql ${what}${path === undefined ? "" : ` of "${path}"`} failed in table ${t} at ${where}: ${(err as Error)?.message ?? err}`,
+      { profile, key: path, cause: redactedCopy(err, CAUSE), transient },
+    );
+  };
+  const query = async (what: string, path: string | undefined, config: QueryArrayConfig): Promise<unknown[][]> => {
+    if (!tableReady) await checkTable(path);
+    try {
+      return (await pools.current.pool.query(config)).rows;
+    } catch (err) {
+      throw fail(what, path, err);
+    }
+  };
+  const checkTable = (path: string | undefined): Promise<void> => {
+    checking ??= inspectTable(path).then(
+      () => {
+        tableReady = true;
+        checking = undefined;
+      },
+      (err) => {
+        checking = undefined;
+        throw err;
+      },
+    );
+    return checking;
+  };
+  const inspectTable = async (path: string | undefined): Promise<void> => {
+    let row: unknown[] | undefined;
+    try {
+      row = (await pools.current.pool.query({ text: inspect, values: [t, keyName, valueName], rowMode: "array" }))
+        .rows[0];
+    } catch (err) {
+      throw fail("table check", path, err);
+    }
+    const [exists, keyType, valueType] = row ?? [];
+    if (!exists) return createTable(path);
+    const problem =
+      keyType == null
+        ? `has no column ${k} (key_field)`
+        : valueType == null
+          ? `has no column ${v} (value_field)`
+          : valueType !== "bytea"
+            ? `stores values in ${v} as ${valueType}, not bytea: OpenDAL and the Rust crate read and write BYTEA`
+            : undefined;
+    if (!problem) return;
+    const message = `profile "${profile}": table ${t} at ${where} ${problem}; expected the layout of: ${ddl}`;
+    throw new ProfileError(message, { profile, key: path });
+  };
+  const createTable = async (path: string | undefined): Promise<void> => {
+    try {
+      await pools.current.pool.query(ddl);
+    } catch (err) {
+      const code = err instanceof pg.DatabaseError ? err.code : undefined;
+      // Created meanwhile by another process (IF NOT EXISTS can race on the catalog).
+      if (code === "42P07" || code === "23505") return;
+      if (code === undefined || TRANSIENT_SQLSTATE.test(code)) throw fail("table check", path, err);
+      throw new ProfileError(
+        `profile "${profile}": table ${t} does not exist at ${where} and cannot be created (${(err as DatabaseError).message}); create it with: ${ddl}`,
+        { profile, key: path, cause: redactedCopy(err, CAUSE) },
+      );
+    }
+  };
+
+  /** The row key of `path`: checked, and under the root. */
+  const rowKey = (path: string): string => {
+    validateKey(path, profile);
+    state.check(path);
+    return root === "" ? path : root + path;
+  };
+
+  /** Runs the statement `sql[name]`, prepared once per connection under that name; rows as arrays. */
+  const run = (name: keyof typeof sql, path: string | undefined, values: unknown[]) =>
+    query(name, path, { name: `tp_${name}`, text: sql[name], values, rowMode: "array" });
+  /** The one column of the row of `path` (read, stat); NotFoundError when there is no row. */
+  const column = async (name: "read" | "stat", path: string): Promise<unknown> => {
+    const row = (await run(name, path, [rowKey(path)]))[0];
+    if (row === undefined)
+      throw new NotFoundError(`Key "${path}" not found in postgresql table ${t}`, { profile, key: path });
+    return row[0];
+  };
+
+  return {
+    scheme: "postgresql",
+    capabilities: NETWORK_CAPABILITIES,
+    async read(path) {
+      return ((await column("read", path)) as Buffer | null) ?? Buffer.alloc(0);
+    },
+    async write(path, data) {
+      const key = rowKey(path);
+      // Always a fresh Buffer: node-postgres sends it as binary BYTEA, and the caller may reuse its own.
+      await run("write", path, [key, typeof data === "string" ? Buffer.from(data, "utf8") : Buffer.from(data)]);
+    },
+    async stat(path): Promise<StatResult> {
+      return { contentLength: Number((await column("stat", path)) ?? 0) };
+    },
+    async delete(path) {
+      await run("delete", path, [rowKey(path)]);
+    },
+    async exists(path) {
+      return (await run("exists", path, [rowKey(path)])).length > 0;
+    },
+    async list(prefix) {
+      const p = validatePrefix(prefix, profile);
+      state.check();
+      const rows = await run("list", p || undefined, [`${escapeLike(root + p)}%`]);
+      const cut = root.length;
+      return rows.map((row) => (row[0] as string).slice(cut)).sort();
+    },
+    close: () => pools.close(),
+    reset: () => pools.reset(),
+  };
+}
+
+/** The options checked (see {@link profileOptions}); the connection string's password registered as a secret. */
+function checkOptions(options: Record<string, string>, profile: string): PostgresqlOperatorOptions {
+  const out: PostgresqlOperatorOptions = profileOptions(options, SQL_OPTION_KEYS, "postgresql", profile);
+  if (out.connection_string) {
+    try {
+      const password = new URL(out.connection_string).password;
+      registerSecret(password);
+      registerSecret(decodeURIComponent(password));
+    } catch {
+      // Not a URL: connectionUrl says so, without echoing it.
+    }
+  }
+  return out;
+}
+
+function connectionUrl(raw: string | undefined, profile: string): { text: string; url: URL } {
+  const shape = "postgresql://user:password@host:port/database";
+  if (!raw) throw new ProfileError(`profiles.${profile}.connection_string: required (${shape})`, { profile });
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    // The value may hold a password: never echo it.
+    throw new ProfileError(`profiles.${profile}.connection_string: expected a URL such as ${shape}`, { profile });
+  }
+  if (url.protocol !== "postgresql:" && url.protocol !== "postgres:") {
+    throw new ProfileError(
+      `profiles.${profile}.connection_string: expected a postgresql:// or postgres:// URL, got a ${url.protocol}// one`,
+      { profile },
+    );
+  }
+  return { text: raw, url };
+}
+
+/** The name `raw` gives (checked by `checkSqlIdentifiers`), else `fallback`; `table` has none. */
+function identifier(raw: string | undefined, option: string, fallback: string | undefined, profile: string): string {
+  const name = raw ?? fallback;
+  if (name === undefined) {
+    throw new ProfileError(`profiles.${profile}.${option}: required (the table holding the values)`, { profile });
+  }
+  return name;
+}
+
+/**
+ * Ends a pool. A connection the server never answered (connecting to a hung
+ * server) is dropped at once; calls in flight on the others get
+ * {@link CLOSE_GRACE_MS} to finish, then every socket still open is destroyed.
+ */
+async function endPool(handle: PoolHandle<Pool>): Promise<void> {
+  const ended = handle.pool.end();
+  for (const socket of handle.sockets) if (socket.bytesRead === 0) socket.destroy();
+  const force = setTimeout(() => {
+    for (const socket of handle.sockets) socket.destroy();
+  }, CLOSE_GRACE_MS);
+  try {
+    await ended;
+  } finally {
+    clearTimeout(force);
+  }
+}
