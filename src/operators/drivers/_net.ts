@@ -6,7 +6,7 @@
  * @module
  */
 import { connect } from "node:net";
-import { ProfileError } from "../../errors.js";
+import { BackendError, ProfileError } from "../../errors.js";
 
 /** Default ports of the network schemes. */
 export const DEFAULT_PORTS: Readonly<Record<string, number>> = { redis: 6379, postgresql: 5432, mysql: 3306 };
@@ -65,7 +65,15 @@ export function probeTcp(host: string, port: number): Promise<string | undefined
  */
 export async function assertReachable(scheme: string, host: string, port: number, profile: string): Promise<void> {
   const problem = await probeTcp(host, port);
-  if (problem) {
-    throw new ProfileError(`profile "${profile}": cannot reach ${scheme} at ${host}:${port}: ${problem}`, { profile });
-  }
+  if (problem) throw unreachable(profile, `${scheme} at ${host}:${port}`, problem);
+}
+
+/**
+ * The error of a server that does not answer: a `ProfileError` whose cause is
+ * a transient `BackendError`, so storage keeps the profile (down, retried)
+ * instead of treating it as misconfigured.
+ */
+export function unreachable(profile: string, where: string, problem: string): ProfileError {
+  const cause = new BackendError(problem, { profile, transient: true });
+  return new ProfileError(`profile "${profile}": cannot reach ${where}: ${problem}`, { profile, cause });
 }

@@ -9,7 +9,7 @@ import type { Cluster, ClusterOptions, Redis, RedisOptions } from "ioredis";
 import { BackendError, NotFoundError, PersistenceError, ProfileError } from "../../errors.js";
 import { validateKey, validatePrefix } from "../../keys/index.js";
 import type { Operator, StatResult } from "../types.js";
-import { probeTcp } from "./_net.js";
+import { probeTcp, unreachable } from "./_net.js";
 import { type RedisConfig, redisConfig, type Target, type TcpTarget } from "./_redis-options.js";
 import { asBuffer, NETWORK_CAPABILITIES, OpenState, redactedCopy } from "./_shared.js";
 
@@ -85,15 +85,13 @@ async function probe(config: RedisConfig, profile: string): Promise<void> {
   if (tcp.length === 0) {
     const { path } = config.targets[0] as { path: string };
     if (!statSync(path, { throwIfNoEntry: false })?.isSocket()) {
-      throw new ProfileError(`profile "${profile}": cannot reach redis at ${path}: no such socket`, { profile });
+      throw unreachable(profile, `redis at ${path}`, "no such socket");
     }
     return;
   }
   const problems = await Promise.all(tcp.map((t) => probeTcp(t.host, t.port)));
   if (!problems.includes(undefined)) {
-    throw new ProfileError(`profile "${profile}": cannot reach redis at ${addressOf(tcp[0]!)}: ${problems[0]}`, {
-      profile,
-    });
+    throw unreachable(profile, `redis at ${addressOf(tcp[0]!)}`, problems[0]!);
   }
 }
 
