@@ -114,9 +114,11 @@ export async function opendalOperator(
   if (address) {
     const problem = await probeTcp(address.host, address.port);
     if (problem) {
+      // The cause says "unreachable" (transient): the profile is down and retried, not misconfigured.
+      const cause = new BackendError(problem, { profile, transient: true });
       throw new ProfileError(
         `profile "${profile}": cannot reach ${scheme} at ${address.host}:${address.port}: ${problem}`,
-        { profile },
+        { profile, cause },
       );
     }
   }
