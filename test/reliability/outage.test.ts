@@ -282,6 +282,10 @@ async function downAtStartup(start: Start): Promise<DownRun> {
     const startupMs = performance.now() - t0;
     try {
       expect(storage.ranked.map((e) => e.name)).toEqual(["memory", "sqlite"]);
+      // Not "not found" (finding 3 of issue 15): the one profile that may hold it could not be asked.
+      const missing = await storage.loadValue("only-server-0.json").catch((e) => e);
+      expect(missing.code).toBe("E_UNAVAILABLE");
+      expect(missing).toBeInstanceOf(UnavailableError);
       expect(storage.tiers.map((e) => e.name)).toEqual(["memory", "sqlite", t.name]);
       expect(storage.profile(t.name).state.kind).toBe("down");
       expect(storage.stats()[t.name]?.state?.kind).toBe("down");
@@ -289,10 +293,6 @@ async function downAtStartup(start: Start): Promise<DownRun> {
       const err = storage.profileErrors.get(t.name);
       expect(err).toBeInstanceOf(ProfileError);
       expect(err?.profile).toBe(t.name);
-      // Not "not found": the one profile that may hold it could not be asked.
-      const missing = await storage.loadValue("only-server-0.json").catch((e) => e);
-      expect(missing).toBeInstanceOf(UnavailableError);
-      expect(missing.code).toBe("E_UNAVAILABLE");
       expect(missing.unavailable.map((u: { profile: string }) => u.profile)).toEqual([t.name]);
       expect(await storage.exists("only-server-0.json").catch((e) => e)).toBeInstanceOf(UnavailableError);
       const many = await storage.loadValues(["only-server-1.json"]);
