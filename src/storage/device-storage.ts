@@ -65,12 +65,13 @@ export class DeviceStorage {
     const fence = new WriteFence();
     this.#ranking = new Ranking<Tier>(o.logger);
     const live = o.live !== undefined && started.specs.length + started.down.length > 1;
-    const watcher = { breakerChanged: (t: Tier) => this.#rejoiner.breakerChanged(t) };
+    const watcher = new Rejoiner(this.#ranking, started, o, this.#state);
+    this.#rejoiner = watcher;
     const context = { logger: o.logger, monitor: this.#ranking, lifecycle: this.#state, fence, watcher };
     const tiers = started.specs.map((s) => new Tier(s, context, live));
     const down = started.down.map((d) => new Tier(d.spec, context, live));
     this.#ranking.start(tiers, (t) => t.fixedRank, o.live, down);
-    this.#rejoiner = new Rejoiner(this.#ranking, started, o, this.#state);
+    this.#rejoiner.start();
     this.#reader = new TieredReader(this.#ranking, fence, o.logger);
     this.#writer = new TieredWriter(fence, this.#ranking);
     this.#health = new HealthChecks(this.#ranking, this.#state, o.healthCheckMs);
@@ -137,11 +138,10 @@ export class DeviceStorage {
   }
 
   /**
-   * Retries every `down` tier now (background retries go on too) and gives each open breaker its
-   * trial; a tier that answers joins the ranking. Resolves with the names of those back: `["redis"]`.
+   * Retries every `down` tier now (background retries go on too), gives each open breaker its trial and
+   * reopens each `read-only` tier; a tier that answers joins the ranking. Resolves with those back: `["redis"]`.
    */
   retryDown(): Promise<string[]> {
-    if (this.#state.closed) return Promise.reject(closedError());
     return this.#rejoiner.retryAll();
   }
 

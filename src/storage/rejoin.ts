@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { PersistenceError } from "../errors.js";
+import { ClosedError, type PersistenceError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import type { Operator } from "../operators/types.js";
 import type { Ranking } from "./ranking.js";
@@ -38,10 +38,15 @@ export class Rejoiner {
   readonly #probeReads: number;
   readonly #lifecycle: Lifecycle;
   readonly #down = new Map<string, Watched>();
+  readonly #started: Started;
   /** Breaker trials scheduled, by tier name. */
   readonly #trials = new Map<string, NodeJS.Timeout>();
+  /** How to open each profile's operator again (profiles from settings). */
+  readonly #reopen = new Map<string, () => Promise<Operator>>();
+  /** Read-only tiers (not by configuration) whose operator is reopened and probed until they take writes. */
+  readonly #readOnly = new Map<string, { tier: Tier; timer: NodeJS.Timeout | undefined; running?: Promise<boolean> }>();
 
-  /** Starts retrying the tiers that were down at start-up (`ranking.standby`, from `started.down`). */
+  /** Retries for the tiers of `started`; {@link start} once they are in `ranking`. */
   constructor(
     ranking: Ranking<Tier>,
     started: Started,
@@ -53,7 +58,61 @@ export class Rejoiner {
     this.#logger = options.logger;
     this.#probeReads = options.probeReads;
     this.#lifecycle = lifecycle;
-    this.#watch(started.down);
+    this.#started = started;
+    for (const s of [...started.specs, ...started.down.map((d) => d.spec)]) {
+      if (s.reopen) this.#reopen.set(s.name, s.reopen);
+    }
+  }
+
+  /** Starts retrying the tiers down at start-up (`ranking.standby`), and reopening the read-only ones. */
+  start(): void {
+    this.#watch(this.#started.down);
+    for (const t of this.#ranking.order) if (t.state.kind === "read-only") this.readOnly(t);
+  }
+
+  /**
+   * A write found `tier` read-only (or the probe did). Some causes go away
+   * only for a new connection (a SQLite file opened read-only stays so after
+   * a remount rw): while the tier is read-only, its operator is opened again
+   * and probed every few seconds, and replaces the old one once it takes a write.
+   */
+  readOnly(tier: Tier): void {
+    if (tier.readOnly || !this.#reopen.has(tier.name) || this.#readOnly.has(tier.name) || this.#lifecycle.closed)
+      return;
+    const timer = setTimeout(() => void this.#reopenOnce(tier.name), MAX_RETRY_MS);
+    timer.unref?.();
+    this.#readOnly.set(tier.name, { tier, timer });
+  }
+
+  /** One reopen trial of a read-only tier (shared by concurrent callers); true when it is ready. */
+  #reopenOnce(name: string): Promise<boolean> {
+    const entry = this.#readOnly.get(name);
+    if (!entry) return Promise.resolve(false);
+    clearTimeout(entry.timer);
+    entry.running ??= this.#reopenTrial(entry.tier).then(() => entry.tier.state.kind === "ready");
+    return entry.running;
+  }
+
+  async #reopenTrial(tier: Tier): Promise<void> {
+    let op: Operator | undefined;
+    try {
+      if (tier.state.kind !== "read-only" || this.#lifecycle.closed) return;
+      op = await this.#reopen.get(tier.name)!();
+      const { name, scheme, timeoutMs, retries } = tier;
+      const probed = await probeOnce(
+        { name, scheme, op, timeoutMs, retries, fixedRankUs: undefined },
+        this.#probeReads,
+      );
+      if (probed.readOnly || this.#lifecycle.closed || tier.state.kind !== "read-only") return;
+      await tier.rejoin(op, probed, READY);
+      op = undefined;
+    } catch (err) {
+      this.#logger.debug({ profile: tier.name, err }, "read-only profile: opening it again did not help yet");
+    } finally {
+      if (op) await op.close().catch(() => {});
+      this.#readOnly.delete(tier.name);
+      if (tier.state.kind === "read-only") this.readOnly(tier);
+    }
   }
 
   #watch(down: readonly DownProfile[]): void {
@@ -77,10 +136,16 @@ export class Rejoiner {
    * its trial). Resolves with the names of the tiers that are back.
    */
   async retryAll(): Promise<string[]> {
+    if (this.#lifecycle.closed) throw new ClosedError("DeviceStorage is closed");
     const down = [...this.#down.values()];
     const open = this.#ranking.order.filter((t) => this.#ranking.breakerOpenUntil(t.name) !== 0);
-    const results = await Promise.all([...down.map((w) => this.#retry(w)), ...open.map((t) => this.#trial(t))]);
-    return [...down.map((w) => w.tier.name), ...open.map((t) => t.name)].filter((_, i) => results[i]);
+    const readOnly = [...this.#readOnly.keys()];
+    const results = await Promise.all([
+      ...down.map((w) => this.#retry(w)),
+      ...open.map((t) => this.#trial(t)),
+      ...readOnly.map((name) => this.#reopenOnce(name)),
+    ]);
+    return [...down.map((w) => w.tier.name), ...open.map((t) => t.name), ...readOnly].filter((_, i) => results[i]);
   }
 
   /** A tier's breaker opened or closed: schedule its trial for when the breaker allows one. */
@@ -106,6 +171,8 @@ export class Rejoiner {
   async close(): Promise<void> {
     for (const t of this.#trials.values()) clearTimeout(t);
     this.#trials.clear();
+    for (const r of this.#readOnly.values()) clearTimeout(r.timer);
+    await Promise.allSettled([...this.#readOnly.values()].map((r) => r.running));
     const running: Promise<unknown>[] = [];
     for (const w of this.#down.values()) {
       clearTimeout(w.timer);

@@ -25,8 +25,8 @@ export interface TierContext {
   readonly monitor: T.TierMonitor;
   readonly lifecycle: T.Lifecycle;
   readonly fence: WriteFence;
-  /** Told when the tier's breaker opens or closes (its trial is scheduled). */
-  readonly watcher?: { breakerChanged(tier: Tier): void };
+  /** Told when the tier's breaker opens or closes (its trial is scheduled), and when a write finds it read-only. */
+  readonly watcher?: { breakerChanged(tier: Tier): void; readOnly(tier: Tier): void };
 }
 
 export class Tier {
@@ -319,6 +319,7 @@ export class Tier {
         this.counters.failures++;
         // Not writable now is not a reason to take the tier out of the read path.
         if (!this.#state.writeFailed(err, this.#breaker())) this.#ctx.monitor.failure(this.name);
+        else this.#ctx.watcher?.readOnly(this);
       }
       throw err;
     }
@@ -347,7 +348,7 @@ export class Tier {
     return p.then(
       () => this.#state.wrote(this.#breaker()),
       (err) => {
-        if (!isCallerError(err)) this.#state.writeFailed(err, this.#breaker());
+        if (!isCallerError(err) && this.#state.writeFailed(err, this.#breaker())) this.#ctx.watcher?.readOnly(this);
         throw err;
       },
     );

@@ -194,6 +194,8 @@ export interface TierSpec {
   readonly state: TierState;
   /** The profile's `read_only` option: saves skip it. */
   readonly readOnly?: boolean | undefined;
+  /** Opens the profile's operator again (profiles from settings): a down or read-only tier's retry may need a new one. */
+  readonly reopen?: (() => Promise<Operator>) | undefined;
 }
 
 /** A value's size and modification time in one tier, and its expiry if it has a TTL. */
