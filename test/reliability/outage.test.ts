@@ -4,81 +4,18 @@
  * workload over memory + <server> + sqlite, then started again. Loads must keep
  * succeeding from the other profiles; saves must raise PartialWriteError naming
  * the down profile only, while the healthy profiles hold the value; after the
- * restart a resync brings the server level. A server that is down (or hung)
- * at start-up is reported without a long wait.
+ * restart a resync brings the server level. Hung servers at start-up cost
+ * one time limit in all. (Down at start-up: down-at-startup.test.ts.)
  */
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PartialWriteError, ProfileError, UnavailableError } from "../../src/errors.js";
-import { DeviceStorage, type StorageSettings } from "../../src/index.js";
+import { PartialWriteError } from "../../src/errors.js";
+import { DeviceStorage } from "../../src/index.js";
 import { silentLogger } from "../../src/logger.js";
-import {
-  hasCommand,
-  type OwnServer,
-  postgresBinDir,
-  requireBinaries,
-  startOwnS3rver,
-  startPostgres,
-  startRedis,
-} from "../helpers/servers.js";
+import { installed, type Start, settingsFor, sleep, TIMEOUT_MS, targets } from "./_outage-targets.js";
 import { readOrUndefined, removeTempDirs, resync, same, tempDir } from "./_util.js";
 
 afterAll(removeTempDirs);
-
-const TIMEOUT_MS = 1000;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-interface Target {
-  name: string;
-  server: OwnServer;
-  /** Profile options of the server (without speed / timeout_ms). */
-  profile: Record<string, string>;
-}
-
-type Start = () => Promise<Target>;
-
-const targets: Record<string, Start> = {
-  redis: async () => {
-    const server = await startRedis();
-    return { name: "redis", server, profile: { type: "redis", endpoint: server.endpoint } };
-  },
-  s3: async () => {
-    const server = await startOwnS3rver();
-    return {
-      name: "s3",
-      server,
-      profile: {
-        type: "s3",
-        bucket: server.bucket,
-        endpoint: server.endpoint,
-        region: "us-east-1",
-        access_key_id: "S3RVER",
-        secret_access_key: "S3RVER",
-        delete_max_size: "1",
-      },
-    };
-  },
-  postgresql: async () => {
-    const server = await startPostgres();
-    await server.psql("CREATE TABLE kv (key TEXT PRIMARY KEY, value BYTEA NOT NULL)");
-    return {
-      name: "postgresql",
-      server,
-      profile: { type: "postgresql", connection_string: server.connectionString, table: "kv" },
-    };
-  },
-};
-
-/** memory (fastest) -> the server -> sqlite, by fixed speeds: loads that miss memory must get past the server. */
-function settingsFor(t: Target, datadir: string): StorageSettings {
-  return {
-    profiles: {
-      memory: { type: "memory", speed: "1" },
-      [t.name]: { ...t.profile, speed: "2", timeout_ms: String(TIMEOUT_MS) },
-      sqlite: { type: "sqlite", datadir, speed: "3" },
-    },
-  };
-}
 
 /** What happened in one outage run; the tests below assert on it. */
 interface OutageRun {
@@ -249,108 +186,10 @@ async function outageUnderLoad(start: Start): Promise<OutageRun> {
   }
 }
 
-/** What a run with the server down at start-up measured. */
-interface DownRun {
-  /** ms to open the storage with the server down. */
-  startupMs: number;
-  /** ms from the server answering again until its tier was `ready`, without reopening the storage. */
-  rejoinMs: number;
-  /** Saves made while it was down, each reported in a PartialWriteError naming it. */
-  savesReported: number;
-  /** Values the server held before the outage that did not load from it after it rejoined (goal: 0). */
-  valuesLost: number;
-}
-
-/**
- * The server is down when the storage opens (issue 15): it stays in the list
- * as `down`, a key only it holds is an UnavailableError (never "not found"),
- * saves name it, and once it answers again it joins the ranking within a few
- * seconds, without reopening the storage, and serves the key.
- */
-async function downAtStartup(start: Start): Promise<DownRun> {
-  const t = await start();
-  try {
-    // Values only the server holds.
-    const direct = await DeviceStorage.fromSettings({ profiles: { [t.name]: t.profile } }, { logger: silentLogger });
-    for (let i = 0; i < 5; i++) await direct.saveValue(`only-server-${i}.json`, { i });
-    await direct.close();
-    await t.server.kill();
-    const t0 = performance.now();
-    const storage = await DeviceStorage.fromSettings(settingsFor(t, join(tempDir(), "sqlite")), {
-      logger: silentLogger,
-    });
-    const startupMs = performance.now() - t0;
-    try {
-      expect(storage.ranked.map((e) => e.name)).toEqual(["memory", "sqlite"]);
-      // Not "not found" (finding 3 of issue 15): the one profile that may hold it could not be asked.
-      const missing = await storage.loadValue("only-server-0.json").catch((e) => e);
-      expect(missing.code).toBe("E_UNAVAILABLE");
-      expect(missing).toBeInstanceOf(UnavailableError);
-      expect(storage.tiers.map((e) => e.name)).toEqual(["memory", "sqlite", t.name]);
-      expect(storage.profile(t.name).state.kind).toBe("down");
-      expect(storage.stats()[t.name]?.state?.kind).toBe("down");
-      expect(storage.health()[t.name]?.state?.kind).toBe("down");
-      const err = storage.profileErrors.get(t.name);
-      expect(err).toBeInstanceOf(ProfileError);
-      expect(err?.profile).toBe(t.name);
-      expect(missing.unavailable.map((u: { profile: string }) => u.profile)).toEqual([t.name]);
-      expect(await storage.exists("only-server-0.json").catch((e) => e)).toBeInstanceOf(UnavailableError);
-      const many = await storage.loadValues(["only-server-1.json"]);
-      expect(many[0]?.ok === false && many[0].error).toBeInstanceOf(UnavailableError);
-      // The rest works, and each save names the down profile.
-      let savesReported = 0;
-      for (let i = 0; i < 3; i++) {
-        const saved = await storage.saveValue(`k${i}.json`, { ok: i }).catch((e) => e);
-        expect(saved).toBeInstanceOf(PartialWriteError);
-        expect(saved.outcomes.filter((o: { ok: boolean }) => !o.ok).map((o: { profile: string }) => o.profile)).toEqual(
-          [t.name],
-        );
-        expect(saved.message).toContain("down");
-        savesReported++;
-      }
-      expect((await storage.loadValue("k1.json")).value).toEqual({ ok: 1 });
-      // The server comes back: the tier joins by itself (background retries), no reopening.
-      await t.server.start();
-      const t1 = performance.now();
-      while (storage.profile(t.name).state.kind !== "ready" && performance.now() - t1 < 15_000) await sleep(20);
-      const rejoinMs = performance.now() - t1;
-      expect(storage.profile(t.name).state.kind).toBe("ready");
-      expect(storage.ranked.map((e) => e.name)).toContain(t.name);
-      expect(storage.profileErrors.has(t.name)).toBe(false);
-      let valuesLost = 0;
-      for (let i = 0; i < 5; i++) {
-        const got = await storage.loadValue(`only-server-${i}.json`).catch(() => undefined);
-        if (got?.profile !== t.name || (got.value as { i: number }).i !== i) valuesLost++;
-      }
-      await storage.saveValue("after.json", { back: true });
-      return { startupMs, rejoinMs, savesReported, valuesLost };
-    } finally {
-      await storage.close();
-    }
-  } finally {
-    await t.server.stop();
-  }
-}
-
-/** How soon after the server answers again a tier down at start-up must be `ready` (background retries every <= 5 s). */
-const REJOIN_BOUND_MS = 6000;
-
-/** A redis-server that keeps its data across a kill (append-only file, fsync on every write). */
-const durableRedis: Start = async () => {
-  const server = await startRedis({ args: ["--appendonly", "yes", "--appendfsync", "always"] });
-  return { name: "redis", server, profile: { type: "redis", endpoint: server.endpoint } };
-};
-
 const figures: Record<string, unknown> = {};
 afterAll(() => {
   if (Object.keys(figures).length) console.log(`outage figures: ${JSON.stringify(figures)}`);
 });
-
-const installed: Record<string, boolean> = {
-  redis: await requireBinaries("redis outage", await hasCommand("redis-server")),
-  s3: true,
-  postgresql: await requireBinaries("postgresql outage", postgresBinDir() !== undefined && (await hasCommand("psql"))),
-};
 
 describe.each(Object.keys(targets).filter((n) => installed[n]))("outage of %s mid-workload", (name) => {
   let run: OutageRun;
@@ -382,21 +221,6 @@ describe.each(Object.keys(targets).filter((n) => installed[n]))("outage of %s mi
     expect(run.levelProblems).toEqual([]);
     expect(run.keysVerified).toBeGreaterThanOrEqual(28);
   });
-});
-
-describe.each(Object.keys(targets).filter((n) => installed[n]))("%s down at start-up", (name) => {
-  it("is down (not left out), without a long wait; UnavailableError while down; ready and serving within a few seconds after the server starts, without reopening", async () => {
-    const run = await downAtStartup(name === "redis" ? durableRedis : targets[name]!);
-    figures[`${name} down at start-up`] = {
-      ...run,
-      startupMs: Math.round(run.startupMs),
-      rejoinMs: Math.round(run.rejoinMs),
-    };
-    expect(run.startupMs).toBeLessThan(5000);
-    expect(run.rejoinMs).toBeLessThan(REJOIN_BOUND_MS);
-    expect(run.savesReported).toBe(3);
-    expect(run.valuesLost).toBe(0);
-  }, 60_000);
 });
 
 describe.skipIf(!installed.redis || !installed.postgresql)(
