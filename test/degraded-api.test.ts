@@ -5,15 +5,17 @@
  * ranking once it answers; a volatile profile that cannot be asked does not
  * make absence uncertain.
  */
+import { channel } from "node:diagnostics_channel";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { DeviceStorage, Document, NotFoundError, UnavailableError } from "../src/index.js";
+import { CHANNELS, DeviceStorage, Document, NotFoundError, UnavailableError } from "../src/index.js";
 import { silentLogger } from "../src/logger.js";
 import { createOperator } from "../src/operators/index.js";
 import { chaosOperator } from "../src/operators/wrappers/chaos.js";
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const dir = mkdtempSync(join(tmpdir(), "tp-degraded-api-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -52,6 +54,38 @@ describe("down at start-up, then retryDown()", () => {
       await storage.close();
     }
     await expect(storage.retryDown()).rejects.toThrow(/closed/);
+  });
+
+  it("a tier whose breaker opens is down (announced once), gets its trial in the background, and is ready again", async () => {
+    const fs = chaosOperator(await createOperator("fs", { root: join(dir, "fs-breaker") }));
+    const storage = await DeviceStorage.fromOperators(
+      [
+        { name: "memory", op: await createOperator("memory"), speed: 1 },
+        { name: "fs", op: fs, speed: 2 },
+      ],
+      { logger: silentLogger, liveRanking: { failureThreshold: 2, cooldownMs: 200 } },
+    );
+    const seen: { profile: string; to: { kind: string } }[] = [];
+    const onMessage = (m: unknown) => seen.push(m as { profile: string; to: { kind: string } });
+    channel(CHANNELS.state).subscribe(onMessage);
+    try {
+      fs.faults.fail = ["read", "exists"];
+      for (let i = 0; i < 3; i++) await storage.loadValue("x.json").catch(() => {});
+      expect(storage.profile("fs").state).toMatchObject({
+        kind: "down",
+        reason: expect.stringMatching(/circuit open/),
+      });
+      expect(storage.health().fs?.state?.kind).toBe("down");
+      await expect(storage.loadValue("x.json")).rejects.toBeInstanceOf(UnavailableError);
+      fs.faults.fail = [];
+      const t0 = Date.now();
+      while (storage.profile("fs").state.kind !== "ready" && Date.now() - t0 < 3000) await sleep(10);
+      expect(storage.profile("fs").state).toEqual({ kind: "ready" });
+      expect(seen.filter((m) => m.profile === "fs").map((m) => m.to.kind)).toEqual(["down", "ready"]);
+    } finally {
+      channel(CHANNELS.state).unsubscribe(onMessage);
+      await storage.close();
+    }
   });
 
   it("a volatile profile that fails does not make absence uncertain: NotFoundError", async () => {
