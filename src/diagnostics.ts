@@ -10,6 +10,11 @@
  * | `terraphim-persistence:write-back` | `{ key, profile, from, bytes }` |
  * | `terraphim-persistence:probe` | `{ profile, scheme }`; `result` is the median read in µs |
  *
+ * `terraphim-persistence:state` is a plain channel (not a tracing one): one
+ * message `{ profile, from, to }` per change of a tier's {@link TierState}
+ * (`to` is the new state: `{ kind: "ready" }`, `{ kind: "read-only", reason }`
+ * or `{ kind: "down", reason, nextRetryAt }`).
+ *
  * Nothing is published (and nothing costs) while a channel has no subscriber.
  *
  * @example
@@ -23,4 +28,6 @@ export const CHANNELS = {
   save: "terraphim-persistence:save",
   writeBack: "terraphim-persistence:write-back",
   probe: "terraphim-persistence:probe",
+  /** A tier's state changed (`ready`, `read-only`, `down`): subscribe with `channel(CHANNELS.state)`. */
+  state: "terraphim-persistence:state",
 } as const;

@@ -22,7 +22,8 @@ export type ErrorCode =
   | "E_LOCKED"
   | "E_TIMEOUT"
   | "E_CLOSED"
-  | "E_QUOTA";
+  | "E_QUOTA"
+  | "E_UNAVAILABLE";
 
 /** Context attached to an error. */
 export interface ErrorContext {
@@ -127,6 +128,26 @@ export class TimeoutError extends BackendError {
   }
 }
 
+/**
+ * A key was not found in any profile that answered, but a durable profile
+ * could not be asked (down, circuit open, timed out, failed): absence is not
+ * certain, so this is never a {@link NotFoundError}. `unavailable` names each
+ * profile not asked and why. A `BackendError` (transient) by kind.
+ */
+export class UnavailableError extends BackendError {
+  /** The durable profiles that could not be asked, with the reason. */
+  readonly unavailable: readonly { profile: string; reason: string }[];
+  constructor(
+    message: string,
+    unavailable: readonly { profile: string; reason: string }[],
+    context: ErrorContext = {},
+  ) {
+    super(message, { ...context, transient: true });
+    Object.defineProperty(this, "code", { value: "E_UNAVAILABLE" });
+    this.unavailable = unavailable;
+  }
+}
+
 /** The operator or storage was closed. */
 export class ClosedError extends PersistenceError {
   constructor(message: string, context: ErrorContext = {}) {
@@ -149,6 +170,60 @@ export class QuotaExceededError extends PersistenceError {
  */
 export function isCallerError(err: unknown): boolean {
   return err instanceof InvalidKeyError || err instanceof ClosedError;
+}
+
+/** Why a profile takes reads but not writes (see {@link readOnlyReason}); `configured` is the `read_only` option. */
+export type ReadOnlyReason =
+  | "read-only file system"
+  | "disk full"
+  | "permission denied"
+  | "read-only credentials"
+  | "configured";
+
+/** Error codes (errno, SQLite) that mean "readable, not writable", and what each means. */
+const READ_ONLY_CODES: Readonly<Record<string, ReadOnlyReason>> = {
+  EROFS: "read-only file system",
+  SQLITE_READONLY: "read-only file system",
+  ENOSPC: "disk full",
+  EDQUOT: "disk full",
+  SQLITE_FULL: "disk full",
+  EACCES: "permission denied",
+  EPERM: "permission denied",
+};
+
+/** OpenDAL puts the kind only in the text; S3 says AccessDenied. */
+const READ_ONLY_TEXT = /\bPermissionDenied\b|\bAccessDenied\b/;
+
+/**
+ * Why a failed write means the profile is read-only for now (a read-only file
+ * system, a full disk, missing permission, read-only credentials), or
+ * `undefined` when it is some other failure. Looks through the `cause` chain
+ * for the errno or SQLite code the drivers keep. The one place a write
+ * failure is classified.
+ */
+export function readOnlyReason(err: unknown): ReadOnlyReason | undefined {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string") {
+      const reason = READ_ONLY_CODES[code] ?? READ_ONLY_CODES[code.replace(/_[A-Z]+$/, "")];
+      if (reason) return reason;
+    }
+    if (READ_ONLY_TEXT.test(e.message)) return "read-only credentials";
+  }
+  return undefined;
+}
+
+/**
+ * Whether `err` says the backend could not be reached (a server that is down
+ * or hung: a time limit passed, a transient failure, a refused connection)
+ * rather than that it is misconfigured: such a profile is `down` and retried,
+ * never left out for good. Looks through the `cause` chain.
+ */
+export function isUnreachable(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    if (e instanceof BackendError && e.transient) return true;
+  }
+  return false;
 }
 
 /** Outcome of a write to one profile. */

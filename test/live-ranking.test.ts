@@ -175,7 +175,8 @@ describe("live ranking", () => {
   });
 
   it("with every profile tripped, a load says so instead of pretending the key is absent", async () => {
-    const a = chaosOperator(await createOperator("memory"));
+    // A durable profile (fs): a volatile one that could not be asked does not make absence uncertain (issue 15).
+    const a = chaosOperator(await createOperator("fs", { root: mkdtempSync(join(dir, "fs-")) }));
     const storage = await DeviceStorage.fromOperators(
       [
         { name: "a", op: await createOperator("memory"), speed: 1 },

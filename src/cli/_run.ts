@@ -249,6 +249,29 @@ export async function withTargets<T>(
   return withStorage(storage, (s) => fn(s, profile === undefined ? s.ranked : [s.profile(profile)], settings));
 }
 
+/**
+ * The profiles a write command may write to. A profile with `read_only = "true"`
+ * is refused when the command names it, and skipped (with a note) when it does
+ * not, unless `--force`.
+ * @throws UsageError naming the read-only profile (nothing was written).
+ */
+export function writable(
+  output: Output,
+  targets: readonly Tier[],
+  how: { command: string; named: boolean; force: boolean | undefined },
+): Tier[] {
+  const readOnly = targets.filter((t) => t.readOnly);
+  if (how.force || readOnly.length === 0) return [...targets];
+  const names = readOnly.map((t) => t.name).join(", ");
+  if (how.named) {
+    throw new UsageError(
+      `${how.command}: profile ${names} is read-only (read_only = "true" in its settings), so nothing was written; pass --force to write to it anyway`,
+    );
+  }
+  output.note(`${how.command}: skipped read-only profile ${names} (read_only = "true"; --force writes to it too)`);
+  return targets.filter((t) => !t.readOnly);
+}
+
 /** Opens storage, runs `fn`, and always closes it (waiting for background write-backs). */
 export async function withStorage<T>(storage: DeviceStorage, fn: (s: DeviceStorage) => Promise<T>): Promise<T> {
   try {

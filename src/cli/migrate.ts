@@ -25,6 +25,7 @@ import {
   readSettings,
   UsageError,
   withStorage,
+  writable,
 } from "./_run.js";
 
 interface MigrateOptions {
@@ -34,6 +35,7 @@ interface MigrateOptions {
   checkpoint?: string;
   concurrency: number;
   fresh?: boolean;
+  force?: boolean;
 }
 
 /** The result of `migrate --json`. */
@@ -73,6 +75,7 @@ export function registerMigrate(program: Command): void {
       "checkpoint file (default: migrate-<from>-to-<to>[-<prefix hash>].checkpoint next to settings.toml)",
     )
     .option("--fresh", "ignore an existing checkpoint and copy every key again")
+    .option("--force", 'write to the destination even if it has read_only = "true"')
     .addOption(concurrencyOption("copies in flight"))
     .action(action(async (output, options, opts: MigrateOptions) => migrate(output, options, opts)));
 }
@@ -90,7 +93,8 @@ async function migrate(output: Output, options: GlobalOptions, opts: MigrateOpti
 
   return withStorage(await openStorage(settings, [opts.from, opts.to]), async (storage) => {
     const src = storage.profile(opts.from);
-    const dst = storage.profile(opts.to);
+    const [dst] = writable(output, [storage.profile(opts.to)], { command: "migrate", named: true, force: opts.force });
+    if (!dst) throw new UsageError(`migrate: no destination profile "${opts.to}"`);
     if (!src.capabilities.list) {
       throw new PersistenceError(
         `profile "${src.name}" (${src.scheme}) cannot list its keys, so migrate cannot find what to copy; use a listable profile as the source (memory, sqlite, fs, sled, s3, ...)`,

@@ -1,6 +1,6 @@
-/** `profiles`: the configured profiles in speed order, with what each can do or why it was left out. */
+/** `profiles`: the configured profiles in speed order, with their state (ready, read-only, down), what each can do, or why it was left out. */
 import type { Command } from "commander";
-import { NoOperatorError, type OperatorCapabilities, silentLogger } from "../index.js";
+import { NoOperatorError, type OperatorCapabilities, silentLogger, type TierState } from "../index.js";
 import { formatCapabilities, formatMicros, formatOptions, redactOptions, table } from "./_format.js";
 import { action, allProfileNames, errorJson, openStorage, readSettings, withStorage } from "./_run.js";
 
@@ -8,9 +8,12 @@ import { action, allProfileNames, errorJson, openStorage, readSettings, withStor
 export interface ProfileRow {
   name: string;
   scheme: string;
-  /** 1 = fastest; absent for a profile left out. */
+  /** 1 = fastest; absent for a profile left out or down. */
   rank?: number;
-  status: "ok" | "error";
+  /** `ok`: in the ranking (ready or read-only); `down`: kept and retried; `error`: left out (misconfigured). */
+  status: "ok" | "down" | "error";
+  /** Ready, read-only (with the reason) or down (with the reason and the next retry); absent when left out. */
+  state?: TierState;
   /** Rank value in µs (measured, or the `speed` override). */
   speed?: number;
   /** Measured median probe read in µs. */
@@ -39,20 +42,34 @@ export function registerProfiles(program: Command): void {
               scheme: e.scheme,
               rank: i + 1,
               status: "ok",
+              state: e.state,
               speed: round(e.rankLatencyUs),
               measuredSpeed: round(e.probeLatencyUs),
               ...(e.timeoutMs === undefined ? {} : { timeoutMs: e.timeoutMs }),
               capabilities: { ...e.capabilities },
               options: optionsOf(e.name),
             }));
-            const failed: ProfileRow[] = [...storage.profileErrors].map(([name, err]) => ({
-              name,
-              scheme: settings.profiles[name]?.type ?? "?",
-              status: "error",
-              options: optionsOf(name),
-              error: errorJson(err),
-            }));
-            return [...ok, ...failed];
+            const down: ProfileRow[] = storage.tiers
+              .filter((e) => !storage.ranked.includes(e))
+              .map((e) => ({
+                name: e.name,
+                scheme: e.scheme,
+                status: "down",
+                state: e.state,
+                ...(e.timeoutMs === undefined ? {} : { timeoutMs: e.timeoutMs }),
+                options: optionsOf(e.name),
+                ...(storage.profileErrors.get(e.name) ? { error: errorJson(storage.profileErrors.get(e.name)) } : {}),
+              }));
+            const failed: ProfileRow[] = [...storage.profileErrors]
+              .filter(([name]) => !down.some((d) => d.name === name))
+              .map(([name, err]) => ({
+                name,
+                scheme: settings.profiles[name]?.type ?? "?",
+                status: "error",
+                options: optionsOf(name),
+                error: errorJson(err),
+              }));
+            return [...ok, ...down, ...failed];
           });
         } catch (err) {
           if (!(err instanceof NoOperatorError)) throw err;
@@ -68,22 +85,32 @@ export function registerProfiles(program: Command): void {
         output.result({ settings: settings.source ?? null, profiles: rows }, () => [
           `settings: ${settings.source ?? "(built-in defaults)"}`,
           ...table(
-            ["#", "profile", "scheme", "speed", "capabilities", "status", "options"],
+            ["#", "profile", "scheme", "speed", "capabilities", "status", "state", "options"],
             rows.map((r) => [
               r.rank === undefined ? "-" : String(r.rank),
               r.name,
               r.scheme,
               r.measuredSpeed === undefined ? "-" : speedText(r),
               r.capabilities ? formatCapabilities(r.capabilities) : "-",
-              r.status === "ok" ? (r.rank === 1 ? "ok (fastest)" : "ok") : "left out",
+              r.status === "ok" ? (r.rank === 1 ? "ok (fastest)" : "ok") : r.status === "down" ? "down" : "left out",
+              r.state ? stateText(r.state) : "-",
               formatOptions(r.options),
             ]),
           ),
-          ...rows.filter((r) => r.error).map((r) => `left out: ${r.name}: ${r.error?.message ?? ""}`),
+          ...rows
+            .filter((r) => r.error)
+            .map((r) => `${r.status === "down" ? "down" : "left out"}: ${r.name}: ${r.error?.message ?? ""}`),
         ]);
         return rows.some((r) => r.status === "ok") ? 0 : 1;
       }),
     );
+}
+
+/** `ready`, `read-only (disk full)`, `down (next retry in 3 s)`: the reason of a down profile is printed below the table. */
+function stateText(state: TierState): string {
+  if (state.kind === "ready") return "ready";
+  if (state.kind === "read-only") return `read-only (${state.reason})`;
+  return `down (next retry in ${Math.max(0, Math.round((state.nextRetryAt - Date.now()) / 1000))} s)`;
 }
 
 function speedText(r: ProfileRow): string {

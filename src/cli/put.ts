@@ -3,7 +3,7 @@ import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
 import { PersistenceError } from "../index.js";
 import { formatBytes } from "./_format.js";
-import { action, checkKey, messageOf, UsageError, withTargets } from "./_run.js";
+import { action, checkKey, messageOf, UsageError, withTargets, writable } from "./_run.js";
 
 export function registerPut(program: Command): void {
   program
@@ -12,29 +12,39 @@ export function registerPut(program: Command): void {
     .argument("<key>", "storage key")
     .argument("[file]", 'file holding the JSON value; "-" or nothing reads stdin')
     .option("-p, --profile <name>", "write this profile only")
+    .option("--force", 'also write to profiles with read_only = "true"')
     .action(
-      action(async (output, options, rawKey: string, file: string | undefined, opts: { profile?: string }) => {
-        const key = checkKey(rawKey);
-        const text = await readInput(file);
-        let value: unknown;
-        try {
-          value = JSON.parse(text);
-        } catch (err) {
-          throw new PersistenceError(
-            `${file && file !== "-" ? file : "stdin"} is not valid JSON (${messageOf(err)}); nothing was written`,
-            { key },
-          );
-        }
-        await withTargets(output, options, opts.profile, async (storage, targets) => {
-          const profiles = targets.map((e) => e.name);
-          await storage.saveValue(key, value, { profiles });
-          const bytes = Buffer.byteLength(JSON.stringify(value));
-          output.result(
-            { key, bytes, profiles },
-            () => `saved ${key} (${formatBytes(bytes)}) to ${profiles.join(", ")}`,
-          );
-        });
-      }),
+      action(
+        async (
+          output,
+          options,
+          rawKey: string,
+          file: string | undefined,
+          opts: { profile?: string; force?: boolean },
+        ) => {
+          const key = checkKey(rawKey);
+          const text = await readInput(file);
+          let value: unknown;
+          try {
+            value = JSON.parse(text);
+          } catch (err) {
+            throw new PersistenceError(
+              `${file && file !== "-" ? file : "stdin"} is not valid JSON (${messageOf(err)}); nothing was written`,
+              { key },
+            );
+          }
+          await withTargets(output, options, opts.profile, async (storage, all) => {
+            const how = { command: "put", named: opts.profile !== undefined, force: opts.force };
+            const profiles = writable(output, all, how).map((e) => e.name);
+            await storage.saveValue(key, value, { profiles });
+            const bytes = Buffer.byteLength(JSON.stringify(value));
+            output.result(
+              { key, bytes, profiles },
+              () => `saved ${key} (${formatBytes(bytes)}) to ${profiles.join(", ")}`,
+            );
+          });
+        },
+      ),
     );
 }
 

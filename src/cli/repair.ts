@@ -31,12 +31,14 @@ import {
   UsageError,
   unknownProfile,
   withStorage,
+  writable,
 } from "./_run.js";
 
 interface RepairOptions extends CompareOptions {
   from: string;
   deleteExtra?: boolean;
   dryRun?: boolean;
+  force?: boolean;
 }
 
 /** The result of `repair --json`. */
@@ -68,6 +70,7 @@ export function registerRepair(program: Command): void {
     .option("--prefix <prefix>", "only keys starting with this")
     .option("--delete-extra", "delete keys the source does not hold from the other profiles")
     .option("--dry-run", "say what would be done, change nothing")
+    .option("--force", 'also repair profiles with read_only = "true"')
     .addOption(concurrencyOption("keys handled at once"))
     .action(action(async (output, options, opts: RepairOptions) => repair(output, options, opts)));
 }
@@ -81,7 +84,14 @@ async function repair(output: Output, options: GlobalOptions, opts: RepairOption
   if (!opened && !allProfileNames(settings).includes(opts.from)) throw unknownProfile(settings, opts.from);
   return withStorage(await openStorage(settings, opened), async (storage) => {
     // Named profiles must all be there; by default, every other profile that opened (the others are noted).
-    const names = opened ?? [opts.from, ...storage.ranked.map((e) => e.name).filter((n) => n !== opts.from)];
+    const toRepair = (opened ?? storage.ranked.map((e) => e.name)).filter((n) => n !== opts.from);
+    const how = { command: "repair", named: opened !== undefined, force: opts.force };
+    const targets = writable(
+      output,
+      toRepair.map((n) => storage.profile(n)),
+      how,
+    );
+    const names = [opts.from, ...targets.map((t) => t.name)];
     const entries = names.map((n) => storage.profile(n));
     if (entries.length < 2) {
       throw new PersistenceError(

@@ -1,6 +1,6 @@
 /** `rm KEY`: deletes a key from every profile, or one. */
 import type { Command } from "commander";
-import { action, checkKey, withTargets } from "./_run.js";
+import { action, checkKey, withTargets, writable } from "./_run.js";
 
 export function registerRm(program: Command): void {
   program
@@ -8,11 +8,16 @@ export function registerRm(program: Command): void {
     .description("delete KEY from every profile (or one)")
     .argument("<key>", "storage key")
     .option("-p, --profile <name>", "delete from this profile only")
-    .option("-f, --force", "succeed even if no profile held the key")
+    .option("-f, --force", 'succeed even if no profile held the key; also delete from profiles with read_only = "true"')
     .action(
       action(async (output, options, rawKey: string, opts: { profile?: string; force?: boolean }) => {
         const key = checkKey(rawKey);
-        return withTargets(output, options, opts.profile, async (storage, targets) => {
+        return withTargets(output, options, opts.profile, async (storage, all) => {
+          const targets = writable(output, all, {
+            command: "rm",
+            named: opts.profile !== undefined,
+            force: opts.force,
+          });
           const held = await Promise.all(targets.map((e) => e.exists(key).catch(() => true)));
           const wasIn = targets.filter((_, i) => held[i]).map((e) => e.name);
           const deletedFrom = targets.map((e) => e.name);

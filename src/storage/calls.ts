@@ -7,7 +7,7 @@
  */
 
 import { performance } from "node:perf_hooks";
-import { BackendError, isCallerError, NotFoundError, TimeoutError } from "../errors.js";
+import { BackendError, isCallerError, NotFoundError, readOnlyReason, TimeoutError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import type { Operator } from "../operators/types.js";
 import { KeyedQueue } from "./keyed-queue.js";
@@ -96,7 +96,8 @@ export class CallPolicy {
     const monitor = this.#c.monitor;
     if (!monitor) return p;
     return p.catch((err) => {
-      if (!isCallerError(err)) monitor.failure(this.#t.name);
+      // A write refused for a read-only reason says nothing about reads: the breaker is for the read path.
+      if (!isCallerError(err) && readOnlyReason(err) === undefined) monitor.failure(this.#t.name);
       throw err;
     });
   }

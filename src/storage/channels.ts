@@ -1,10 +1,11 @@
 /** The tracing channel objects behind {@link CHANNELS} (internal: keeps Node types out of the public .d.ts). */
-import { tracingChannel } from "node:diagnostics_channel";
+import { channel, tracingChannel } from "node:diagnostics_channel";
 import { CHANNELS } from "../diagnostics.js";
 export const loadChannel = tracingChannel(CHANNELS.load);
 export const saveChannel = tracingChannel(CHANNELS.save);
 export const writeBackChannel = tracingChannel(CHANNELS.writeBack);
 export const probeChannel = tracingChannel(CHANNELS.probe);
+export const stateChannel = channel(CHANNELS.state);
 
 /** Runs `fn` traced on `channel` when someone listens, else plainly. */
 export function traced<T>(

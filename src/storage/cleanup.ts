@@ -10,6 +10,17 @@ import type { Tier } from "./tier.js";
 import type { CleanupReport } from "./types.js";
 import type { TieredWriter } from "./write.js";
 
+/** Cleans every tier in `tiers`, in parallel: a report per tier name. */
+export async function cleanupTiers(
+  tiers: readonly Tier[],
+  writer: TieredWriter,
+  ageMs: number,
+): Promise<Record<string, CleanupReport>> {
+  const now = Date.now();
+  const reports = await Promise.all(tiers.map((t) => cleanupTier(t, writer, ageMs, now)));
+  return Object.fromEntries(tiers.map((t, i) => [t.name, reports[i]!]));
+}
+
 /** Cleans one tier; deletes go through the writer (so write-backs in flight are fenced). */
 export async function cleanupTier(
   tier: Tier,

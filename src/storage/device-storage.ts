@@ -8,22 +8,30 @@
  */
 
 import { encodeJsonStored } from "../codec.js";
-import { ClosedError, PersistenceError, ProfileError } from "../errors.js";
+import { ClosedError, PersistenceError } from "../errors.js";
 import { validateKey } from "../keys/index.js";
 import type { Logger } from "../logger.js";
 import type { Operator } from "../operators/types.js";
 import { loadSettings } from "../settings/load.js";
 import { loadChannel } from "./channels.js";
-import { cleanupTier } from "./cleanup.js";
+import { cleanupTiers } from "./cleanup.js";
 import { WriteFence } from "./fence.js";
 import { HealthChecks } from "./health.js";
 import { checkConcurrency } from "./limit.js";
 import { checkMs, type StorageOptions, storageOptions } from "./options.js";
 import { prefetch } from "./prefetch.js";
 import { Ranking, type TierHealth } from "./ranking.js";
-import { badDecoder, NO_HIT, TieredReader } from "./read.js";
+import { badDecoder, checkLoadMany, NO_HIT, TieredReader } from "./read.js";
+import { Rejoiner } from "./rejoin.js";
 import { ProcessSingleton } from "./singleton.js";
-import { type OpenedProfile, openProfiles, probeAndRank, type Started } from "./startup.js";
+import {
+  type OpenedProfile,
+  openedOperators,
+  openProfiles,
+  probeAndRank,
+  type Started,
+  unknownProfile,
+} from "./startup.js";
 import { Tier } from "./tier.js";
 import type * as T from "./types.js";
 import { TieredWriter } from "./write.js";
@@ -41,38 +49,39 @@ const singleton = new ProcessSingleton<DeviceStorage>();
  * const { value, profile } = await storage.loadValue("document_x.json");
  */
 export class DeviceStorage {
-  /** Profiles left out, with the reason. */
+  /** Profiles left out (misconfigured), or down now (until they rejoin), with the reason. */
   readonly profileErrors: ReadonlyMap<string, PersistenceError>;
   readonly logger: Logger;
   readonly #ranking: Ranking<Tier>;
-  readonly #byName: ReadonlyMap<string, Tier>;
   readonly #reader: TieredReader;
   readonly #writer: TieredWriter;
   readonly #health: HealthChecks;
+  readonly #rejoiner: Rejoiner;
   readonly #state = { closed: false };
-  #ops: { order: readonly Tier[]; map: ReadonlyMap<string, Tier> } | undefined;
 
   private constructor(started: Started, o: StorageOptions) {
     this.profileErrors = started.errors;
     this.logger = o.logger;
     const fence = new WriteFence();
     this.#ranking = new Ranking<Tier>(o.logger);
-    const live = o.live !== undefined && started.specs.length > 1;
-    const context = { logger: o.logger, monitor: this.#ranking, lifecycle: this.#state, fence };
+    const live = o.live !== undefined && started.specs.length + started.down.length > 1;
+    const watcher = new Rejoiner(this.#ranking, started, o, this.#state);
+    this.#rejoiner = watcher;
+    const context = { logger: o.logger, monitor: this.#ranking, lifecycle: this.#state, fence, watcher };
     const tiers = started.specs.map((s) => new Tier(s, context, live));
-    this.#ranking.start(tiers, (t) => t.fixedRank, o.live);
-    this.#byName = new Map(tiers.map((t) => [t.name, t]));
+    const down = started.down.map((d) => new Tier(d.spec, context, live));
+    this.#ranking.start(tiers, (t) => t.fixedRank, o.live, down);
+    this.#rejoiner.start();
     this.#reader = new TieredReader(this.#ranking, fence, o.logger);
-    this.#writer = new TieredWriter(fence);
+    this.#writer = new TieredWriter(fence, this.#ranking);
     this.#health = new HealthChecks(this.#ranking, this.#state, o.healthCheckMs);
   }
 
   /**
-   * Opens every profile, probes each one (a reserved key, written, read
-   * several times and deleted) and ranks them by the median read. A profile
-   * that fails is left out with a `ProfileError` in {@link profileErrors}; it
-   * is never replaced by another backend.
-   * @throws NoOperatorError when no profile works (the message lists why each failed).
+   * Opens and probes every profile (a reserved key read, written, read several times, deleted), ranked by
+   * the median read. One that takes no writes is `read-only`; one that does not answer is `down` and
+   * retried (see {@link tiers}); a misconfigured one is left out, never replaced by another backend.
+   * @throws NoOperatorError when no profile can be read (the message lists why each failed).
    */
   static async fromSettings(settings: T.StorageSettings, options: T.DeviceStorageOptions = {}): Promise<DeviceStorage> {
     const o = storageOptions(options);
@@ -86,15 +95,7 @@ export class DeviceStorage {
     profiles: readonly { name: string; op: Operator; speed?: number; timeoutMs?: number; retries?: number }[],
     options: T.DeviceStorageOptions = {},
   ): Promise<DeviceStorage> {
-    const o = storageOptions(options);
-    const seen = new Set<string>();
-    const opened: OpenedProfile[] = profiles.map((p) => {
-      if (seen.has(p.name)) throw new ProfileError(`Duplicate profile name "${p.name}"`, { profile: p.name });
-      seen.add(p.name);
-      const { name, op, speed, timeoutMs, retries = 0 } = p;
-      return { name, scheme: op.scheme, op, fixedRankUs: speed, timeoutMs, retries };
-    });
-    return DeviceStorage.#start(opened, new Map(), o);
+    return DeviceStorage.#start(openedOperators(profiles), new Map(), storageOptions(options));
   }
 
   static async #start(opened: OpenedProfile[], errors: Map<string, PersistenceError>, o: StorageOptions) {
@@ -118,12 +119,7 @@ export class DeviceStorage {
    * @throws ProfileError if the singleton was already created from settings.
    */
   static async initMemoryOnly(): Promise<DeviceStorage> {
-    if (singleton.started && !singleton.memoryOnly) {
-      throw new ProfileError(
-        "DeviceStorage.initMemoryOnly(): the storage singleton was already created from settings; call initMemoryOnly() before the first DeviceStorage.instance(), or use DeviceStorage.fromSettings() for an independent store",
-      );
-    }
-    return singleton.get(() => DeviceStorage.fromSettings({ profiles: { memory: { type: "memory" } } }), true);
+    return singleton.memoryOnlyValue(() => DeviceStorage.fromSettings({ profiles: { memory: { type: "memory" } } }));
   }
 
   /** The process-wide storage if it is ready, else undefined (no promise: the singleton hot path). */
@@ -136,16 +132,27 @@ export class DeviceStorage {
     return singleton.reset();
   }
 
-  /** Tiers in speed order, fastest first (live ranking may reorder them). */
+  /** Every tier, serving or not (see {@link Tier.state}): the ranked ones, then the ones down. */
+  get tiers(): readonly Tier[] {
+    return this.#ranking.all;
+  }
+
+  /**
+   * Retries every `down` tier now (background retries go on too), gives each open breaker its trial and
+   * reopens each `read-only` tier; a tier that answers joins the ranking. Resolves with those back: `["redis"]`.
+   */
+  retryDown(): Promise<string[]> {
+    return this.#rejoiner.retryAll();
+  }
+
+  /** Tiers in speed order, fastest first (live ranking may reorder them); a `down` tier joins when it answers. */
   get ranked(): readonly Tier[] {
     return this.#ranking.order;
   }
 
   /** Tiers by profile name, fastest first. */
   get ops(): ReadonlyMap<string, Tier> {
-    const order = this.#ranking.order;
-    if (this.#ops?.order !== order) this.#ops = { order, map: new Map(order.map((t) => [t.name, t])) };
-    return this.#ops.map;
+    return this.#ranking.byName;
   }
 
   /** The fastest tier's operator: reads start here and write-back fills it. */
@@ -164,27 +171,27 @@ export class DeviceStorage {
   }
 
   /**
-   * The tier of profile `name`: read, write, delete, list and stat one
-   * profile, with its time limit, retries, TTL, quota and counters.
+   * The tier of profile `name` (also one that is down: see its `state`): read, write, delete, list and
+   * stat one profile, with its time limit, retries, TTL, quota and counters.
    * @throws ProfileError for an unknown name, or a profile left out (saying why).
    */
   profile(name: string): Tier {
     this.#checkOpen();
-    const tier = this.#byName.get(name);
+    const tier = this.tiers.find((t) => t.name === name);
     if (tier) return tier;
-    const left = this.profileErrors.get(name);
-    throw new ProfileError(
-      left
-        ? `Profile "${name}" is not available: ${left.message}`
-        : `Unknown profile name: ${name}. Available profiles: ${[...this.#byName.keys()].join(", ")}`,
-      { profile: name },
+    throw unknownProfile(
+      name,
+      this.profileErrors.get(name),
+      this.tiers.map((t) => t.name),
     );
   }
 
   /**
    * Saves a JSON value under `key` to every profile (or `options.profiles`) in
    * parallel, compressed when large. Writes to one key apply in call order.
-   * @throws PartialWriteError listing every profile's outcome if any write failed.
+   * Profiles with `read_only = "true"` are skipped unless named.
+   * @throws PartialWriteError listing every profile's outcome if any write failed (a `down` or
+   *   `read-only` profile among them, with the reason).
    * @throws ProfileError for an unknown profile name (nothing is written).
    */
   saveValue(key: string, value: unknown, options: T.SaveOptions = {}): Promise<void> {
@@ -221,9 +228,9 @@ export class DeviceStorage {
    * fastest in the background (never over a newer save); concurrent loads of
    * a key share one fallback read; a value that fails `decode` in the fastest
    * tier is replaced from a slower one (schema evolution).
-   * @throws NotFoundError if every tier says the key is absent.
+   * @throws NotFoundError only if every tier was asked and said the key is absent.
+   * @throws UnavailableError if the tiers asked do not have it but a durable tier could not be asked.
    * @throws DeserializeError if the key exists but no tier holds a value that decodes.
-   * @throws BackendError if the key was not found and some tier failed (absence is not certain).
    */
   loadValue<V = unknown>(key: string, decode?: T.Decoder<V>): Promise<T.LoadResult<V>> {
     // Every error arrives as a rejection (a closed storage, a decoder that is not a function).
@@ -260,11 +267,7 @@ export class DeviceStorage {
     decode?: T.Decoder<V>,
     options: { concurrency?: number | undefined } = {},
   ): Promise<T.LoadOutcome<V>[]> {
-    const concurrency = checkConcurrency(options.concurrency ?? 16);
-    if (!Array.isArray(keys)) {
-      throw new PersistenceError(`Expected \`keys\` to be an array of strings, got ${typeof keys}`);
-    }
-    if (decode !== undefined && typeof decode !== "function") throw badDecoder(decode);
+    const concurrency = checkLoadMany(keys, decode, options.concurrency);
     this.#checkOpen();
     this.#health.loads(keys.length);
     return this.#reader.loadMany(keys, decode as T.Decoder<unknown>, concurrency) as Promise<T.LoadOutcome<V>[]>;
@@ -272,7 +275,7 @@ export class DeviceStorage {
 
   /**
    * Whether any tier holds an unexpired value under `key`, asking the fastest first.
-   * @throws BackendError if no tier has it and some could not be asked (absence is not certain).
+   * @throws UnavailableError if no tier asked has it and a durable tier could not be asked.
    */
   async exists(key: string): Promise<boolean> {
     validateKey(key);
@@ -304,16 +307,12 @@ export class DeviceStorage {
    */
   async cleanupOldEntries(ageMs: number): Promise<Record<string, T.CleanupReport>> {
     this.#checkOpen();
-    checkMs(ageMs, "ttlMs", "zero allowed");
-    const now = Date.now();
-    const tiers = this.#ranking.order;
-    const reports = await Promise.all(tiers.map((t) => cleanupTier(t, this.#writer, ageMs, now)));
-    return Object.fromEntries(tiers.map((t, i) => [t.name, reports[i]!]));
+    return cleanupTiers(this.#ranking.order, this.#writer, checkMs(ageMs, "ttlMs", "zero allowed"));
   }
 
-  /** Median read latency (µs) and circuit-breaker state per tier, as live ranking sees them (empty when off). */
+  /** State, median read latency (µs) and circuit breaker per tier (latency and breaker as live ranking sees them). */
   health(): Record<string, TierHealth> {
-    return this.#ranking.snapshot();
+    return this.#health.report();
   }
 
   /** Resolves when every background write-back and purge scheduled so far has finished. */
@@ -324,7 +323,7 @@ export class DeviceStorage {
 
   /** Counters per tier, with quota usage where a quota is set. */
   stats(): Record<string, T.ProfileStats> {
-    return Object.fromEntries([...this.#byName].map(([name, t]) => [name, t.stats()]));
+    return Object.fromEntries(this.tiers.map((t) => [t.name, t.stats()]));
   }
 
   /** Waits for background work, then closes every tier (file handles, locks, sockets). Idempotent. */
@@ -332,7 +331,8 @@ export class DeviceStorage {
     if (this.#state.closed) return;
     await this.flush();
     this.#state.closed = true;
-    await Promise.all(this.#ranking.order.map((t) => t.op.close().catch(() => {})));
+    await this.#rejoiner.close();
+    await Promise.all(this.tiers.map((t) => t.op.close().catch(() => {})));
   }
 
   #checkOpen(): void {
@@ -341,7 +341,7 @@ export class DeviceStorage {
 
   #targets(profiles: readonly string[] | undefined): readonly Tier[] {
     this.#checkOpen();
-    return profiles === undefined ? this.#ranking.order : profiles.map((name) => this.profile(name));
+    return profiles === undefined ? this.#writer.targets() : profiles.map((name) => this.profile(name));
   }
 }
 

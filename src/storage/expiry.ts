@@ -28,6 +28,9 @@ export class TierExpiry {
   /** The marker is known to be written: some value of this tier has (or had) a TTL. */
   #marked = false;
 
+  /** Purges of expired values in the background. */
+  readonly #background = new Set<Promise<void>>();
+
   constructor(op: Operator) {
     this.#op = op;
   }
@@ -97,6 +100,25 @@ export class TierExpiry {
     const out: string[] = [];
     for (const [k, at] of this.#expires) if (at <= now) out.push(k);
     return out;
+  }
+
+  /**
+   * Removes an expired value in the background, run by `queue` (behind the
+   * key's writes), unless it was rewritten meanwhile. Failures go to `failed`.
+   */
+  purge(key: string, queue: (task: () => Promise<void>) => Promise<void>, failed: (err: unknown) => void): void {
+    const task = queue(async () => {
+      const at = await this.expiresAt(key);
+      if (at !== undefined && at <= Date.now()) await this.delete(key);
+    })
+      .catch(failed)
+      .finally(() => this.#background.delete(task));
+    this.#background.add(task);
+  }
+
+  /** Resolves when the background purges started so far are done. */
+  async flush(): Promise<void> {
+    while (this.#background.size > 0) await Promise.allSettled([...this.#background]);
   }
 
   async #clear(key: string): Promise<void> {

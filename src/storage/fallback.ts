@@ -9,7 +9,7 @@
  * @module
  */
 import { decodeStored, recompressStored } from "../codec.js";
-import { BackendError, DeserializeError, NotFoundError, type PersistenceError } from "../errors.js";
+import { BackendError, DeserializeError, NotFoundError, type PersistenceError, UnavailableError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import type { StoredValue } from "../operators/types.js";
 import { traced, writeBackChannel } from "./channels.js";
@@ -105,13 +105,13 @@ export class Fallback {
   }
 
   async #read(tried: Tier, key: string, dec: Decoder<unknown>, first: Attempt): Promise<Found> {
-    const attempts: [string, Attempt][] = [[tried.name, first]];
+    const attempts: [Tier, Attempt][] = [[tried, first]];
     // The ranking as it is now (live ranking may have changed it since `tried` was read), minus `tried`.
     for (const tier of this.#ranking.order) {
       if (tier === tried) continue;
       const st = tier.counters;
       if (!tier.available()) {
-        attempts.push([tier.name, { kind: "failed", error: breakerOpen(tier.name) }]);
+        attempts.push([tier, { kind: "failed", error: breakerOpen(tier.name) }]);
         continue;
       }
       let stored: StoredValue;
@@ -121,10 +121,10 @@ export class Fallback {
       } catch (err) {
         if (err instanceof NotFoundError) {
           st.misses++;
-          attempts.push([tier.name, { kind: "missing" }]);
+          attempts.push([tier, { kind: "missing" }]);
         } else {
           st.failures++;
-          attempts.push([tier.name, { kind: "failed", error: err as Error }]);
+          attempts.push([tier, { kind: "failed", error: err as Error }]);
           this.#logger.warn({ profile: tier.name, key, err }, "profile failed during fallback read");
         }
         continue;
@@ -134,12 +134,12 @@ export class Fallback {
         expiresAt = await tier.expiresAt(key);
       } catch (err) {
         st.failures++;
-        attempts.push([tier.name, { kind: "failed", error: err as Error }]);
+        attempts.push([tier, { kind: "failed", error: err as Error }]);
         continue;
       }
       if (expiresAt !== undefined && expiresAt <= Date.now()) {
         st.misses++;
-        attempts.push([tier.name, { kind: "missing" }]);
+        attempts.push([tier, { kind: "missing" }]);
         tier.purge(key);
         continue;
       }
@@ -156,9 +156,11 @@ export class Fallback {
         this.#logger.debug({ profile: tier.name, key }, "loaded from fallback profile");
         return { tier, stored, value, expiresAt };
       } catch (err) {
-        attempts.push([tier.name, { kind: "failed", error: err as Error }]);
+        attempts.push([tier, { kind: "failed", error: err as Error }]);
       }
     }
+    // The tiers that are down were not asked either.
+    for (const tier of this.#ranking.standby) attempts.push([tier, { kind: "failed", error: notAsked(tier) }]);
     throw notFoundOrWhy(key, attempts);
   }
 
@@ -227,28 +229,45 @@ function decoderId(dec: Decoder<unknown>): number {
   return id;
 }
 
-/** Nothing decodable anywhere: corruption is a DeserializeError, absence a NotFoundError, doubt a BackendError. */
-function notFoundOrWhy(key: string, attempts: [string, Attempt][]): PersistenceError {
+/** Why a tier that is down was not asked. */
+export function notAsked(tier: Tier): Error {
+  const state = tier.state;
+  return new BackendError(state.kind === "down" ? `down: ${state.reason}` : "not asked", {
+    profile: tier.name,
+    transient: true,
+  });
+}
+
+/**
+ * Nothing decodable anywhere: corruption is a DeserializeError; absence is a
+ * NotFoundError only when every durable tier was asked, else an
+ * UnavailableError naming the ones that could not be (a volatile tier that
+ * could not be asked does not count: it holds nothing a durable one lacks).
+ */
+export function notFoundOrWhy(key: string, attempts: readonly [Tier, Attempt][]): PersistenceError {
   const describe = () =>
     attempts
-      .map(([p, a]) => `${p}: ${a.kind === "missing" ? "not found" : a.kind === "failed" ? a.error.message : "ok"}`)
+      .map(
+        ([t, a]) => `${t.name}: ${a.kind === "missing" ? "not found" : a.kind === "failed" ? a.error.message : "ok"}`,
+      )
       .join("; ");
   const undecodable = attempts.filter(([, a]) => a.kind === "failed" && a.error instanceof DeserializeError);
   if (undecodable.length > 0) {
-    const [profile, a] = undecodable[0]!;
+    const [tier, a] = undecodable[0]!;
     return new DeserializeError(`No profile holds a value of "${key}" that decodes (${describe()})`, {
       key,
-      profile,
+      profile: tier.name,
       cause: a.kind === "failed" ? a.error : undefined,
     });
   }
-  const failed = attempts.filter(([, a]) => a.kind === "failed");
-  if (failed.length > 0) {
-    return new BackendError(`"${key}" was not found, and some profiles could not be asked (${describe()})`, {
-      key,
-      cause: (failed[0]![1] as { error: Error }).error,
-      transient: true,
-    });
+  const unasked = attempts.filter(([t, a]) => a.kind === "failed" && t.capabilities.durable);
+  if (unasked.length > 0) {
+    const why = unasked.map(([t, a]) => ({ profile: t.name, reason: (a as { error: Error }).error.message }));
+    return new UnavailableError(
+      `"${key}" was not found in the profiles that answered, but ${why.map((w) => w.profile).join(", ")} could not be asked, so it may exist (${describe()})`,
+      why,
+      { key, cause: (unasked[0]![1] as { error: Error }).error },
+    );
   }
-  return new NotFoundError(`"${key}" not found in any profile (${attempts.map(([p]) => p).join(", ")})`, { key });
+  return new NotFoundError(`"${key}" not found in any profile (${attempts.map(([t]) => t.name).join(", ")})`, { key });
 }

@@ -7,7 +7,7 @@
  * @module
  */
 import { performance } from "node:perf_hooks";
-import type { Ranking } from "./ranking.js";
+import type { Ranking, TierHealth } from "./ranking.js";
 import type { Tier } from "./tier.js";
 import type { Lifecycle } from "./types.js";
 
@@ -27,6 +27,17 @@ export class HealthChecks {
     this.#ranking = ranking;
     this.#lifecycle = lifecycle;
     this.#everyMs = everyMs;
+  }
+
+  /** State, latency and breaker of every tier (latency and breaker as live ranking sees them). */
+  report(): Record<string, TierHealth> {
+    const live = this.#ranking.snapshot();
+    const out: Record<string, TierHealth> = {};
+    for (const t of this.#ranking.all) {
+      const h = live[t.name] ?? { latencyUs: t.rankLatencyUs, open: false, consecutiveFailures: 0 };
+      out[t.name] = { ...h, state: t.state };
+    }
+    return out;
   }
 
   /** Counts `n` loads; maybe starts one health check in the background. */

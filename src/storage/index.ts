@@ -9,7 +9,7 @@ export { withTimeout } from "./calls.js";
 export { DeviceStorage } from "./device-storage.js";
 export { openProfileOperator, type ProfileOptions, parseProfileOptions, STORAGE_OPTION_KEYS } from "./options.js";
 export type { TierHealth } from "./ranking.js";
-export { Tier, type TierStat } from "./tier.js";
+export { Tier } from "./tier.js";
 export type {
   CleanupReport,
   Decoder,
@@ -23,6 +23,9 @@ export type {
   SaveOptions,
   StorageSettings,
   TierEntry,
+  TierSpec,
+  TierStat,
+  TierState,
 } from "./types.js";
 
 import type { Tier } from "./tier.js";

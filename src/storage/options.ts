@@ -23,6 +23,7 @@ export const STORAGE_OPTION_KEYS: readonly string[] = Object.freeze([
   "max_items",
   "quota_policy",
   "ttl_ms",
+  "read_only",
 ]);
 const STORAGE_KEYS = new Set(STORAGE_OPTION_KEYS);
 
@@ -54,6 +55,8 @@ export interface ProfileOptions {
   quotaPolicy: "lru" | "reject" | undefined;
   /** Default time to live of values saved to this profile (`ttl_ms`). */
   defaultTtlMs: number | undefined;
+  /** Only read (`read_only = "true"`): saves skip it by design; the CLI refuses to write to it unless forced. */
+  readOnly: boolean;
 }
 
 /**
@@ -92,6 +95,7 @@ export function parseProfileOptions(name: string, raw: Readonly<Record<string, s
     maxItems: numberOption(name, "max_items", raw.max_items, 0),
     quotaPolicy: policy,
     defaultTtlMs: numberOption(name, "ttl_ms", raw.ttl_ms, 1),
+    readOnly: booleanOption(name, "read_only", raw.read_only),
   };
 }
 
@@ -115,6 +119,15 @@ export async function openProfileOperator(
     await op.close().catch(() => {});
     throw err;
   }
+}
+
+function booleanOption(profile: string, key: string, raw: string | undefined): boolean {
+  const v = raw?.trim().toLowerCase();
+  if (v === undefined || v === "" || v === "false") return false;
+  if (v === "true") return true;
+  throw new ProfileError(`profiles.${profile}.${key}: expected "true" or "false", got ${JSON.stringify(raw)}`, {
+    profile,
+  });
 }
 
 function numberOption(profile: string, key: string, raw: string | undefined, min: number): number | undefined {

@@ -10,7 +10,7 @@
  * @module
  */
 import type { Logger } from "../logger.js";
-import type { LiveRankingOptions, TierMonitor } from "./types.js";
+import type { LiveRankingOptions, TierMonitor, TierState } from "./types.js";
 
 export type { LiveRankingOptions };
 
@@ -19,6 +19,8 @@ export interface RankedTier {
   readonly name: string;
   /** What ranks it at start: the probe's median read in µs, or the profile's fixed `speed`. */
   readonly rankLatencyUs: number;
+  /** Told when its breaker opens or closes. */
+  breakerChanged?(): void;
 }
 
 interface Health {
@@ -38,10 +40,13 @@ export interface TierHealth {
   latencyUs: number;
   open: boolean;
   consecutiveFailures: number;
+  /** Whether the tier serves now (from {@link DeviceStorage.health}; live ranking's own snapshot has none). */
+  state?: TierState;
 }
 
 export class LiveRanking<E extends RankedTier> implements TierMonitor {
   readonly #health = new Map<string, Health>();
+  readonly #fixed: (e: E) => boolean;
   readonly #window: number;
   readonly #hysteresis: number;
   readonly #threshold: number;
@@ -63,15 +68,30 @@ export class LiveRanking<E extends RankedTier> implements TierMonitor {
     this.#hysteresis = options.hysteresis ?? 1.5;
     this.#threshold = options.failureThreshold ?? 5;
     this.#cooldown = options.cooldownMs ?? 5000;
-    for (const e of ranked) {
-      this.#health.set(e.name, {
-        samples: Array.from({ length: this.#window }, () => e.rankLatencyUs),
-        latency: e.rankLatencyUs,
-        fixed: fixed(e) ? e.rankLatencyUs : undefined,
-        consecutiveFailures: 0,
-        openUntil: 0,
-      });
-    }
+    this.#fixed = fixed;
+    for (const e of ranked) this.#track(e);
+  }
+
+  /** A tier that was down joins, ranked by its fresh probe latency. */
+  add(e: E): void {
+    this.#track(e);
+    this.#order = [...this.#order.filter((x) => x !== e), e];
+    this.#rerank(`${e.name} joined`, true);
+  }
+
+  #track(e: E): void {
+    this.#health.set(e.name, {
+      samples: Array.from({ length: this.#window }, () => e.rankLatencyUs),
+      latency: e.rankLatencyUs,
+      fixed: this.#fixed(e) ? e.rankLatencyUs : undefined,
+      consecutiveFailures: 0,
+      openUntil: 0,
+    });
+  }
+
+  breakerOpenUntil(name: string): number {
+    if (this.#open === 0) return 0;
+    return this.#health.get(name)?.openUntil ?? 0;
   }
 
   get order(): readonly E[] {
@@ -105,8 +125,10 @@ export class LiveRanking<E extends RankedTier> implements TierMonitor {
     const wasOpen = h.openUntil !== 0;
     if (wasOpen) this.#open--;
     h.openUntil = 0;
-    if (wasOpen) h.samples.fill(us);
-    else {
+    if (wasOpen) {
+      h.samples.fill(us);
+      this.#order.find((e) => e.name === name)?.breakerChanged?.();
+    } else {
       h.samples.shift();
       h.samples.push(us);
     }
@@ -124,6 +146,7 @@ export class LiveRanking<E extends RankedTier> implements TierMonitor {
     if (h.openUntil === 0 && h.consecutiveFailures >= this.#threshold) {
       h.openUntil = Date.now() + this.#cooldown;
       this.#open++;
+      this.#order.find((e) => e.name === name)?.breakerChanged?.();
       this.#rerank(`${name} failed ${h.consecutiveFailures} times in a row: taken out of the read path`);
     }
   }
@@ -134,7 +157,7 @@ export class LiveRanking<E extends RankedTier> implements TierMonitor {
     return h.fixed ?? h.latency;
   }
 
-  #rerank(reason: string): void {
+  #rerank(reason: string, changed = false): void {
     const current = this.#order;
     const next = [...current].sort((a, b) => this.#effective(a) - this.#effective(b));
     const head = current[0]!;
@@ -144,7 +167,7 @@ export class LiveRanking<E extends RankedTier> implements TierMonitor {
       next.splice(next.indexOf(head), 1);
       next.unshift(head);
     }
-    if (next.every((e, i) => e === current[i])) return;
+    if (!changed && next.every((e, i) => e === current[i])) return;
     this.#order = next;
     this.#onChange(next, reason);
   }
@@ -160,16 +183,23 @@ export class Ranking<E extends RankedTier> implements TierMonitor {
   #fastest!: E;
   #slower: readonly E[] = [];
   #live: LiveRanking<E> | undefined;
+  #byName: { order: readonly E[]; map: ReadonlyMap<string, E> } | undefined;
+  /** Tiers that are down: not in the read path until they {@link add | join}. */
+  #standby: readonly E[] = [];
   readonly #logger: Logger;
 
   constructor(logger: Logger) {
     this.#logger = logger;
   }
 
-  /** Sets the tiers (fastest first) once they exist; with `live`, starts live ranking over them. */
-  start(tiers: readonly E[], fixed: (e: E) => boolean, live: LiveRankingOptions | undefined): void {
+  /**
+   * Sets the tiers (fastest first) once they exist, and the ones that are down
+   * (`standby`); with `live`, starts live ranking over them.
+   */
+  start(tiers: readonly E[], fixed: (e: E) => boolean, live: LiveRankingOptions | undefined, standby: readonly E[]) {
     this.#set(tiers);
-    if (live && tiers.length > 1) {
+    this.#standby = standby;
+    if (live && tiers.length + standby.length > 1) {
       this.#live = new LiveRanking(
         tiers,
         fixed,
@@ -180,6 +210,45 @@ export class Ranking<E extends RankedTier> implements TierMonitor {
         live,
       );
     }
+  }
+
+  /** The ranked tiers by name, fastest first (rebuilt only when the order changed). */
+  get byName(): ReadonlyMap<string, E> {
+    const order = this.#order;
+    if (this.#byName?.order !== order) this.#byName = { order, map: new Map(order.map((t) => [t.name, t])) };
+    return this.#byName.map;
+  }
+
+  /** Every tier: the ranked ones, then the ones down. */
+  get all(): readonly E[] {
+    return this.#standby.length === 0 ? this.#order : [...this.#order, ...this.#standby];
+  }
+
+  /** Tiers that are down, in settings order: not read until they join. */
+  get standby(): readonly E[] {
+    return this.#standby;
+  }
+
+  /** A tier that was down joins the read path, ranked by its rank latency. */
+  add(e: E): void {
+    this.#standby = this.#standby.filter((x) => x !== e);
+    if (this.#order.includes(e)) return;
+    if (this.#live) {
+      this.#live.add(e);
+      return;
+    }
+    const next = [...this.#order];
+    const at = next.findIndex((x) => x.rankLatencyUs > e.rankLatencyUs);
+    next.splice(at === -1 ? next.length : at, 0, e);
+    this.#set(next);
+    this.#logger.info(
+      { ranking: next.map((x) => x.name).join(", "), reason: `${e.name} joined` },
+      "profiles re-ranked",
+    );
+  }
+
+  breakerOpenUntil(name: string): number {
+    return this.#live?.breakerOpenUntil(name) ?? 0;
   }
 
   /** Whether live ranking is on (latencies of real calls are worth reporting). */

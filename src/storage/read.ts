@@ -7,14 +7,14 @@
  */
 import { performance } from "node:perf_hooks";
 import { decodeStored, recompressStored } from "../codec.js";
-import { BackendError, isCallerError, NotFoundError, PersistenceError } from "../errors.js";
+import { isCallerError, NotFoundError, PersistenceError } from "../errors.js";
 import { validateKey } from "../keys/index.js";
 import type { Logger } from "../logger.js";
 import type { StoredValue } from "../operators/types.js";
 import { loadChannel, writeBackChannel } from "./channels.js";
-import { type Attempt, breakerOpen, Fallback, mismatch } from "./fallback.js";
+import { type Attempt, breakerOpen, Fallback, mismatch, notAsked, notFoundOrWhy } from "./fallback.js";
 import type { WriteFence } from "./fence.js";
-import { forEachLimit } from "./limit.js";
+import { checkConcurrency, forEachLimit } from "./limit.js";
 import type { Ranking } from "./ranking.js";
 import type { Tier } from "./tier.js";
 import type { Decoder, LoadOutcome, LoadResult } from "./types.js";
@@ -188,6 +188,7 @@ export class TieredReader {
     const next = slower[0];
     if (
       slower.length !== 1 ||
+      this.#ranking.standby.length !== 0 ||
       !next?.readsSync ||
       !fastest.op.writeSync ||
       !next.syncSafe(key) ||
@@ -288,25 +289,23 @@ export class TieredReader {
 
   /**
    * Whether any tier holds an unexpired value under `key`, asking the fastest first.
-   * @throws BackendError if no tier has it and some could not be asked (absence is not certain).
+   * @throws UnavailableError if no tier asked has it and a durable tier could not be asked.
    */
   async exists(key: string): Promise<boolean> {
-    const failed: [string, Error][] = [];
+    const attempts: [Tier, Attempt][] = [];
     for (const tier of this.#ranking.order) {
       try {
         if (await tier.exists(key)) return true;
+        attempts.push([tier, { kind: "missing" }]);
       } catch (err) {
         if (isCallerError(err)) throw err;
-        failed.push([tier.name, err as Error]);
+        attempts.push([tier, { kind: "failed", error: err as Error }]);
       }
     }
-    if (failed.length === 0) return false;
-    const why = failed.map(([name, err]) => `${name}: ${err.message}`).join("; ");
-    throw new BackendError(`Cannot tell whether "${key}" exists: ${why}`, {
-      key,
-      cause: failed[0]![1],
-      transient: true,
-    });
+    for (const tier of this.#ranking.standby) attempts.push([tier, { kind: "failed", error: notAsked(tier) }]);
+    const err = notFoundOrWhy(key, attempts);
+    if (err instanceof NotFoundError) return false;
+    throw err;
   }
 
   #after(tried: Tier, key: string, dec: Decoder<unknown>, first: Attempt): Promise<LoadResult<unknown>> {
@@ -330,6 +329,15 @@ function decodeHit(fastest: Tier, key: string, stored: StoredValue, dec: Decoder
   fastest.counters.hits++;
   fastest.counters.bytesRead += stored.size;
   return value;
+}
+
+/** Checks `loadValues`' arguments; returns the concurrency. @throws PersistenceError naming what is wrong. */
+export function checkLoadMany(keys: unknown, decode: unknown, concurrency: number | undefined): number {
+  const n = checkConcurrency(concurrency ?? 16);
+  if (!Array.isArray(keys))
+    throw new PersistenceError(`Expected \`keys\` to be an array of strings, got ${typeof keys}`);
+  if (decode !== undefined && typeof decode !== "function") throw badDecoder(decode);
+  return n;
 }
 
 /** A schema object passed where a decoder function goes is the usual mistake: the error says how to fix it. */

@@ -7,6 +7,8 @@
  *
  * @module
  */
+import { ProfileError } from "../errors.js";
+
 export class ProcessSingleton<T extends { close(): Promise<void> }> {
   #promise: Promise<T> | undefined;
   #value: T | undefined;
@@ -42,6 +44,19 @@ export class ProcessSingleton<T extends { close(): Promise<void> }> {
       },
     );
     return p;
+  }
+
+  /**
+   * The memory-only value, created with `create` on first call.
+   * @throws ProfileError if the value was already created from settings.
+   */
+  memoryOnlyValue(create: () => Promise<T>): Promise<T> {
+    if (this.started && !this.memoryOnly) {
+      throw new ProfileError(
+        "DeviceStorage.initMemoryOnly(): the storage singleton was already created from settings; call initMemoryOnly() before the first DeviceStorage.instance(), or use DeviceStorage.fromSettings() for an independent store",
+      );
+    }
+    return this.get(create, true);
   }
 
   /** Forgets the value and closes it. */

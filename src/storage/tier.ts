@@ -11,40 +11,22 @@ import { storedSize } from "../codec.js";
 import { isCallerError, NotFoundError, UnsupportedError } from "../errors.js";
 import { isReservedKey, validateKey, validatePrefix } from "../keys/index.js";
 import type { Logger } from "../logger.js";
-import type { Operator, OperatorCapabilities, StatResult, StoredValue } from "../operators/types.js";
+import type { Operator, OperatorCapabilities, StoredValue } from "../operators/types.js";
 import { CallPolicy } from "./calls.js";
 import { TierExpiry } from "./expiry.js";
 import type { WriteFence } from "./fence.js";
 import { checkMs } from "./options.js";
-import type { ExpiryOptions, Lifecycle, ProfileStats, TierEntry, TierMonitor } from "./types.js";
-
-/** What start-up knows of a profile once it is open and probed. */
-export interface TierSpec {
-  readonly name: string;
-  readonly scheme: string;
-  readonly op: Operator;
-  readonly timeoutMs: number | undefined;
-  readonly retries: number;
-  readonly defaultTtlMs: number | undefined;
-  /** The reserved key the start-up probe used (deleted again before start-up finished). */
-  readonly probeKey: string;
-  /** The probe's median read in µs. */
-  readonly probeLatencyUs: number;
-  /** A fixed rank value (the profile's `speed`) instead of the probe's latency, if set. */
-  readonly fixedRankUs: number | undefined;
-}
+import { downError, emptyStats, StateKeeper } from "./tier-state.js";
+import type * as T from "./types.js";
 
 /** The storage-wide collaborators of every tier. */
 export interface TierContext {
   readonly logger: Logger;
-  readonly monitor: TierMonitor;
-  readonly lifecycle: Lifecycle;
+  readonly monitor: T.TierMonitor;
+  readonly lifecycle: T.Lifecycle;
   readonly fence: WriteFence;
-}
-
-/** A value's size and modification time in one tier, and its expiry if it has a TTL. */
-export interface TierStat extends StatResult {
-  expiresAt?: number | undefined;
+  /** Told when the tier's breaker opens or closes (its trial is scheduled), and when a write finds it read-only. */
+  readonly watcher?: { breakerChanged(tier: Tier): void; readOnly(tier: Tier): void };
 }
 
 export class Tier {
@@ -52,50 +34,36 @@ export class Tier {
   readonly name: string;
   /** Its scheme (`type`). */
   readonly scheme: string;
-  /** The operator serving it (raw: no time limit, TTL or counters; use the tier's methods). */
-  readonly op: Operator;
   /** Time limit of each call in ms, if any (`timeout_ms`; remote schemes default to 10 s). */
   readonly timeoutMs: number | undefined;
   /** Retries of a call that failed with a transient error (`retries`). */
   readonly retries: number;
   /** Default time to live of values saved here (`ttl_ms`), if any. */
   readonly defaultTtlMs: number | undefined;
-  /** The reserved key the start-up probe used. */
-  readonly probeKey: string;
-  /** The start-up probe's median read in µs. */
-  readonly probeLatencyUs: number;
-  /** What ranks it at start: the fixed `speed` override, else {@link probeLatencyUs}. Lower is faster. */
-  readonly rankLatencyUs: number;
   /** Whether the rank is fixed by a `speed` override (live ranking never moves it). */
   readonly fixedRank: boolean;
   /** @internal Counters, kept by the tier and by the reader and writer. Read them with {@link stats}. */
-  readonly counters: ProfileStats = {
-    hits: 0,
-    misses: 0,
-    fallbacks: 0,
-    writeBacks: 0,
-    writeBacksSkipped: 0,
-    failures: 0,
-    bytesRead: 0,
-    bytesWritten: 0,
-  };
+  readonly counters: T.ProfileStats = emptyStats();
   readonly #calls: CallPolicy;
-  readonly #expiry: TierExpiry;
+  #op: Operator;
+  #expiry: TierExpiry;
+  /** The probe's median read in µs and its reserved key (measured again when the tier rejoins). */
+  #probe: { latencyUs: number; probeKey: string };
+  readonly #fixedRankUs: number | undefined;
+  readonly #state: StateKeeper;
   readonly #ctx: TierContext;
-  /** Purges of expired values in the background. */
-  readonly #background = new Set<Promise<void>>();
 
-  constructor(spec: TierSpec, context: TierContext, live: boolean) {
+  constructor(spec: T.TierSpec, context: TierContext, live: boolean) {
     this.name = spec.name;
     this.scheme = spec.scheme;
-    this.op = spec.op;
+    this.#op = spec.op;
     this.timeoutMs = spec.timeoutMs;
     this.retries = spec.retries;
     this.defaultTtlMs = spec.defaultTtlMs;
-    this.probeKey = spec.probeKey;
-    this.probeLatencyUs = spec.probeLatencyUs;
-    this.rankLatencyUs = spec.fixedRankUs ?? spec.probeLatencyUs;
+    this.#probe = { latencyUs: spec.probeLatencyUs, probeKey: spec.probeKey };
+    this.#fixedRankUs = spec.fixedRankUs;
     this.fixedRank = spec.fixedRankUs !== undefined;
+    this.#state = new StateKeeper(spec.name, spec.state, spec.readOnly === true, context.logger);
     this.#ctx = context;
     this.#expiry = new TierExpiry(spec.op);
     const monitor = live ? context.monitor : undefined;
@@ -105,6 +73,57 @@ export class Tier {
       lifecycle: context.lifecycle,
       stats: this.counters,
     });
+  }
+
+  /** The operator serving it (raw: no time limit, TTL or counters; use the tier's methods). */
+  get op(): Operator {
+    return this.#op;
+  }
+
+  /** The reserved key the start-up probe used (and health checks ask for). */
+  get probeKey(): string {
+    return this.#probe.probeKey;
+  }
+
+  /** The start-up probe's median read in µs (measured again when the tier rejoins). */
+  get probeLatencyUs(): number {
+    return this.#probe.latencyUs;
+  }
+
+  /** What ranks it at start: the fixed `speed` override, else {@link probeLatencyUs}. Lower is faster. */
+  get rankLatencyUs(): number {
+    return this.#fixedRankUs ?? this.#probe.latencyUs;
+  }
+
+  /** Whether it serves now: `ready`, `read-only` (why) or `down` (unreachable or breaker open: why, next retry). */
+  get state(): T.TierState {
+    return this.#state.now(this.#breaker());
+  }
+
+  /** Whether the `read_only` option is set: saves skip this tier, and the CLI writes to it only when forced. */
+  get readOnly(): boolean {
+    return this.#state.configured;
+  }
+
+  /** @internal Takes the tier out of service until {@link rejoin}: calls fail at once, saying why. */
+  markDown(reason: string, nextRetryAt: number): void {
+    this.#state.markDown(reason, nextRetryAt);
+  }
+
+  /** @internal The tier answered again: `op` serves it (a new one if it was reopened), ranked by `probeLatencyUs`. */
+  async rejoin(op: Operator, probe: { latencyUs: number; probeKey: string }, state: T.TierState): Promise<void> {
+    const old = this.#op;
+    if (op !== old) [this.#op, this.#expiry] = [op, new TierExpiry(op)];
+    if (op !== old) await old.close().catch(() => {});
+    await this.#expiry.init();
+    this.#probe = probe;
+    this.#state.up(state, this.#breaker());
+  }
+
+  /** @internal The breaker opened or closed: announced as a state change. */
+  breakerChanged(): void {
+    this.#state.announce(this.state);
+    this.#ctx.watcher?.breakerChanged(this);
   }
 
   /** @deprecated The rank value; use {@link rankLatencyUs}. */
@@ -123,9 +142,9 @@ export class Tier {
   }
 
   /** Counters, with quota usage where the profile has a quota. */
-  stats(): ProfileStats {
-    const usage = this.op.usage?.();
-    return usage ? { ...this.counters, usage } : { ...this.counters };
+  stats(): T.ProfileStats {
+    const usage = this.#op.usage?.();
+    return usage ? { ...this.counters, usage, state: this.state } : { ...this.counters, state: this.state };
   }
 
   /** @internal Reads the tier's TTL marker (and sidecars) at start-up. */
@@ -146,7 +165,7 @@ export class Tier {
   }
 
   /** The stored bytes of `key` with their expiry, or `undefined` when absent or expired. */
-  async readEntry(key: string): Promise<TierEntry | undefined> {
+  async readEntry(key: string): Promise<T.TierEntry | undefined> {
     validateKey(key, this.name);
     let data: Uint8Array;
     try {
@@ -166,7 +185,7 @@ export class Tier {
    * `options` or the profile's `ttl_ms`. A write-back of `key` in flight from
    * an earlier read will not land over it.
    */
-  async write(key: string, data: Uint8Array | string, options: ExpiryOptions = {}): Promise<void> {
+  async write(key: string, data: Uint8Array | string, options: T.ExpiryOptions = {}): Promise<void> {
     validateKey(key, this.name);
     const expiresAt = this.expiryOf(options, Date.now(), key);
     this.#ctx.fence.begin(key);
@@ -199,7 +218,7 @@ export class Tier {
    * Size, modification time (where the backend keeps one) and expiry of `key`.
    * @throws NotFoundError when absent or expired.
    */
-  async stat(key: string): Promise<TierStat> {
+  async stat(key: string): Promise<T.TierStat> {
     validateKey(key, this.name);
     const st = await this.#counted(this.call("stat", key, () => this.op.stat(key)));
     const expiresAt = await this.#counted(Promise.resolve(this.expiresAt(key)));
@@ -228,8 +247,6 @@ export class Tier {
     });
   }
 
-  // ---- The parts the tiered reader and writer build on.
-
   /** Whether reads may go to this tier now (its circuit breaker is closed or due a trial). */
   available(): boolean {
     return this.#ctx.monitor.available(this.name);
@@ -240,13 +257,15 @@ export class Tier {
     this.#ctx.monitor.success(this.name, us);
   }
 
-  /** One backend call under the time limit and retries. */
+  /** One backend call under the time limit and retries (fails at once while the tier is down). */
   call<T>(what: string, key: string, fn: () => Promise<T>): Promise<T> {
+    if (this.#state.down) return Promise.reject(downError(this.name, this.#state.down, key));
     return this.#calls.call(what, key, fn);
   }
 
   /** As {@link call}, run after every earlier queued write of `key`. */
   queued<T>(what: string, key: string, fn: () => Promise<T>): Promise<T> {
+    if (this.#state.down) return Promise.reject(downError(this.name, this.#state.down, key));
     return this.#calls.queued(what, key, fn);
   }
 
@@ -257,6 +276,7 @@ export class Tier {
    */
   syncSafe(key: string): boolean {
     return (
+      this.#state.down === undefined &&
       this.timeoutMs === undefined &&
       this.retries === 0 &&
       this.defaultTtlMs === undefined &&
@@ -284,7 +304,7 @@ export class Tier {
   }
 
   /** The expiry a write with `options` gets here: `expiresAt`, else now + (`ttlMs` or the profile's `ttl_ms`). */
-  expiryOf(options: ExpiryOptions, now: number, key?: string): number | undefined {
+  expiryOf(options: T.ExpiryOptions, now: number, key?: string): number | undefined {
     if (options.expiresAt !== undefined) return checkMs(options.expiresAt, "expiresAt", "positive", key);
     const ttl = options.ttlMs === undefined ? this.defaultTtlMs : checkMs(options.ttlMs, "ttlMs", "positive", key);
     return ttl === undefined ? undefined : now + ttl;
@@ -293,14 +313,17 @@ export class Tier {
   /** A synchronous write (see {@link syncSafe}); throws as the backend does. */
   writeSync(key: string, data: Uint8Array | string, size: number, owned: boolean): void {
     try {
-      this.op.writeSync!(key, data, owned);
+      this.#op.writeSync!(key, data, owned);
     } catch (err) {
       if (!isCallerError(err)) {
         this.counters.failures++;
-        this.#ctx.monitor.failure(this.name);
+        // Not writable now is not a reason to take the tier out of the read path.
+        if (!this.#state.writeFailed(err, this.#breaker())) this.#ctx.monitor.failure(this.name);
+        else this.#ctx.watcher?.readOnly(this);
       }
       throw err;
     }
+    if (this.#state.base.kind === "read-only") this.#state.wrote(this.#breaker());
     this.counters.bytesWritten += size;
   }
 
@@ -319,9 +342,20 @@ export class Tier {
     );
   }
 
-  /** A write with its TTL metadata, right now (inside a queued task: a write-back). */
+  /** A write with its TTL metadata, right now (inside a queued task: a write-back); a read-only reason sets the state. */
   writeNow(key: string, data: Uint8Array | string, at: number | undefined): Promise<void> {
-    return this.#expiry.needsMeta(key, at) ? this.#expiry.write(key, data, at) : this.op.write(key, data);
+    const p = this.#expiry.needsMeta(key, at) ? this.#expiry.write(key, data, at) : this.#op.write(key, data);
+    return p.then(
+      () => this.#state.wrote(this.#breaker()),
+      (err) => {
+        if (!isCallerError(err) && this.#state.writeFailed(err, this.#breaker())) this.#ctx.watcher?.readOnly(this);
+        throw err;
+      },
+    );
+  }
+
+  #breaker(): number {
+    return this.#ctx.monitor.breakerOpenUntil(this.name);
   }
 
   /** Known keys whose TTL has passed (cleanup). */
@@ -336,18 +370,13 @@ export class Tier {
 
   /** Removes an expired value in the background, unless it was rewritten meanwhile. */
   purge(key: string): void {
-    const task = this.queued("purge", key, async () => {
-      const at = await this.#expiry.expiresAt(key);
-      if (at !== undefined && at <= Date.now()) await this.#expiry.delete(key);
-    })
-      .catch((err) => this.#ctx.logger.debug({ profile: this.name, key, err }, "purge of an expired value failed"))
-      .finally(() => this.#background.delete(task));
-    this.#background.add(task);
+    const failed = (err: unknown) => this.#ctx.logger.debug({ profile: this.name, key, err }, "purge failed");
+    this.#expiry.purge(key, (task) => this.queued("purge", key, task), failed);
   }
 
   /** Resolves when the background purges started so far are done. */
-  async flush(): Promise<void> {
-    while (this.#background.size > 0) await Promise.allSettled([...this.#background]);
+  flush(): Promise<void> {
+    return this.#expiry.flush();
   }
 
   #expired(key: string, at: number | undefined): boolean {

@@ -5,8 +5,9 @@
  *
  * @module
  */
+import type { ReadOnlyReason } from "../errors.js";
 import type { Logger } from "../logger.js";
-import type { QuotaUsage } from "../operators/types.js";
+import type { Operator, QuotaUsage, StatResult } from "../operators/types.js";
 
 /** The part of `DeviceSettings` that storage needs: named profiles of string options. */
 export interface StorageSettings {
@@ -55,8 +56,26 @@ export interface DeviceStorageOptions {
   liveRanking?: boolean | LiveRankingOptions;
 }
 
+/**
+ * Whether a tier serves, as {@link DeviceStorage.stats}, {@link DeviceStorage.health}
+ * and the CLI's `profiles` show it:
+ * - `ready`: reads and writes;
+ * - `read-only`: reads; a save names it in its `PartialWriteError` with the
+ *   reason (or, `configured` by `read_only = "true"`, skips it), and it is
+ *   `ready` again after a write succeeds;
+ * - `down`: neither (unreachable, or its circuit breaker is open); retried in
+ *   the background from `nextRetryAt` (ms since the epoch), and by
+ *   `DeviceStorage.retryDown()`; it joins the ranking when it answers.
+ */
+export type TierState =
+  | { readonly kind: "ready" }
+  | { readonly kind: "read-only"; readonly reason: ReadOnlyReason }
+  | { readonly kind: "down"; readonly reason: string; readonly nextRetryAt: number };
+
 /** Counters for one tier, from {@link DeviceStorage.stats}. */
 export interface ProfileStats {
+  /** Whether the tier serves now (see {@link TierState}). */
+  state?: TierState;
   hits: number;
   misses: number;
   /** Loads this tier answered after the faster ones missed. */
@@ -148,9 +167,38 @@ export interface TierMonitor {
   success(name: string, us: number): void;
   /** A call that failed (not a NotFound: absence is an answer). */
   failure(name: string): void;
+  /** When the tier's open breaker allows its next trial (ms since the epoch), or 0 when it is closed. */
+  breakerOpenUntil(name: string): number;
 }
 
 /** The storage's own state, which its tiers read (no retries or late re-applies once closed). */
 export interface Lifecycle {
   readonly closed: boolean;
+}
+
+/** What start-up knows of a profile once it is open and probed. */
+export interface TierSpec {
+  readonly name: string;
+  readonly scheme: string;
+  readonly op: Operator;
+  readonly timeoutMs: number | undefined;
+  readonly retries: number;
+  readonly defaultTtlMs: number | undefined;
+  /** The reserved key the start-up probe used (deleted again before start-up finished). */
+  readonly probeKey: string;
+  /** The probe's median read in µs. */
+  readonly probeLatencyUs: number;
+  /** A fixed rank value (the profile's `speed`) instead of the probe's latency, if set. */
+  readonly fixedRankUs: number | undefined;
+  /** What the probe found: `ready`, `read-only` (with the reason) or `down`. */
+  readonly state: TierState;
+  /** The profile's `read_only` option: saves skip it. */
+  readonly readOnly?: boolean | undefined;
+  /** Opens the profile's operator again (profiles from settings): a down or read-only tier's retry may need a new one. */
+  readonly reopen?: (() => Promise<Operator>) | undefined;
+}
+
+/** A value's size and modification time in one tier, and its expiry if it has a TTL. */
+export interface TierStat extends StatResult {
+  expiresAt?: number | undefined;
 }

@@ -10,6 +10,7 @@
 import { isCallerError, PartialWriteError, type ProfileOutcome } from "../errors.js";
 import { saveChannel } from "./channels.js";
 import type { WriteFence } from "./fence.js";
+import type { Ranking } from "./ranking.js";
 import type { Tier } from "./tier.js";
 import type { ExpiryOptions } from "./types.js";
 
@@ -18,9 +19,25 @@ const DONE: Promise<void> = Promise.resolve();
 
 export class TieredWriter {
   readonly #fence: WriteFence;
+  readonly #ranking: Ranking<Tier>;
+  /** Whether a profile has `read_only = "true"` (saves skip it). */
+  readonly #someReadOnly: boolean;
 
-  constructor(fence: WriteFence) {
+  constructor(fence: WriteFence, ranking: Ranking<Tier>) {
     this.#fence = fence;
+    this.#ranking = ranking;
+    this.#someReadOnly = ranking.all.some((t) => t.readOnly);
+  }
+
+  /**
+   * Where a save goes when it names no profile: every tier, the ones down
+   * included (their failure is reported), except those with `read_only = "true"`.
+   */
+  targets(): readonly Tier[] {
+    const order = this.#ranking.order;
+    // Nothing down and nothing read-only by design (the usual case): the ranking as it is, no copy.
+    if (this.#ranking.standby.length === 0 && !this.#someReadOnly) return order;
+    return this.#ranking.all.filter((t) => !t.readOnly);
   }
 
   /**

@@ -242,7 +242,8 @@ class Model {
     let failed = false;
     for (const p of PROFILE_NAMES) {
       if (this.faults[p].read) {
-        failed = true;
+        // A volatile profile that could not be asked does not make absence uncertain (issue 15).
+        if (p !== "memory") failed = true;
         continue;
       }
       const v = this.data[p].get(key);

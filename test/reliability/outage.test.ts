@@ -4,81 +4,18 @@
  * workload over memory + <server> + sqlite, then started again. Loads must keep
  * succeeding from the other profiles; saves must raise PartialWriteError naming
  * the down profile only, while the healthy profiles hold the value; after the
- * restart a resync brings the server level. A server that is down (or hung)
- * at start-up is reported without a long wait.
+ * restart a resync brings the server level. Hung servers at start-up cost
+ * one time limit in all. (Down at start-up: down-at-startup.test.ts.)
  */
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PartialWriteError, ProfileError } from "../../src/errors.js";
-import { DeviceStorage, type StorageSettings } from "../../src/index.js";
+import { PartialWriteError } from "../../src/errors.js";
+import { DeviceStorage } from "../../src/index.js";
 import { silentLogger } from "../../src/logger.js";
-import {
-  hasCommand,
-  type OwnServer,
-  postgresBinDir,
-  requireBinaries,
-  startOwnS3rver,
-  startPostgres,
-  startRedis,
-} from "../helpers/servers.js";
+import { installed, type Start, settingsFor, sleep, TIMEOUT_MS, targets } from "./_outage-targets.js";
 import { readOrUndefined, removeTempDirs, resync, same, tempDir } from "./_util.js";
 
 afterAll(removeTempDirs);
-
-const TIMEOUT_MS = 1000;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-interface Target {
-  name: string;
-  server: OwnServer;
-  /** Profile options of the server (without speed / timeout_ms). */
-  profile: Record<string, string>;
-}
-
-type Start = () => Promise<Target>;
-
-const targets: Record<string, Start> = {
-  redis: async () => {
-    const server = await startRedis();
-    return { name: "redis", server, profile: { type: "redis", endpoint: server.endpoint } };
-  },
-  s3: async () => {
-    const server = await startOwnS3rver();
-    return {
-      name: "s3",
-      server,
-      profile: {
-        type: "s3",
-        bucket: server.bucket,
-        endpoint: server.endpoint,
-        region: "us-east-1",
-        access_key_id: "S3RVER",
-        secret_access_key: "S3RVER",
-        delete_max_size: "1",
-      },
-    };
-  },
-  postgresql: async () => {
-    const server = await startPostgres();
-    await server.psql("CREATE TABLE kv (key TEXT PRIMARY KEY, value BYTEA NOT NULL)");
-    return {
-      name: "postgresql",
-      server,
-      profile: { type: "postgresql", connection_string: server.connectionString, table: "kv" },
-    };
-  },
-};
-
-/** memory (fastest) -> the server -> sqlite, by fixed speeds: loads that miss memory must get past the server. */
-function settingsFor(t: Target, datadir: string): StorageSettings {
-  return {
-    profiles: {
-      memory: { type: "memory", speed: "1" },
-      [t.name]: { ...t.profile, speed: "2", timeout_ms: String(TIMEOUT_MS) },
-      sqlite: { type: "sqlite", datadir, speed: "3" },
-    },
-  };
-}
 
 /** What happened in one outage run; the tests below assert on it. */
 interface OutageRun {
@@ -249,46 +186,10 @@ async function outageUnderLoad(start: Start): Promise<OutageRun> {
   }
 }
 
-async function downAtStartup(start: Start): Promise<number> {
-  const t = await start();
-  try {
-    await t.server.kill();
-    const t0 = performance.now();
-    const storage = await DeviceStorage.fromSettings(settingsFor(t, join(tempDir(), "sqlite")), {
-      logger: silentLogger,
-    });
-    const ms = performance.now() - t0;
-    try {
-      expect(storage.ranked.map((e) => e.name)).toEqual(["memory", "sqlite"]);
-      const err = storage.profileErrors.get(t.name);
-      expect(err).toBeInstanceOf(ProfileError);
-      expect(err?.code).toBe("E_PROFILE");
-      expect(err?.profile).toBe(t.name);
-      // The rest works, and naming the missing profile says why it is missing.
-      await storage.saveValue("k.json", { ok: 1 });
-      expect((await storage.loadValue("k.json")).value).toEqual({ ok: 1 });
-      const named = await storage.saveValue("k.json", 2, { profiles: [t.name] }).catch((e) => e);
-      expect(named).toBeInstanceOf(ProfileError);
-      expect(named.message).toContain(t.name);
-    } finally {
-      await storage.close();
-    }
-    return ms;
-  } finally {
-    await t.server.stop();
-  }
-}
-
 const figures: Record<string, unknown> = {};
 afterAll(() => {
   if (Object.keys(figures).length) console.log(`outage figures: ${JSON.stringify(figures)}`);
 });
-
-const installed: Record<string, boolean> = {
-  redis: await requireBinaries("redis outage", await hasCommand("redis-server")),
-  s3: true,
-  postgresql: await requireBinaries("postgresql outage", postgresBinDir() !== undefined && (await hasCommand("psql"))),
-};
 
 describe.each(Object.keys(targets).filter((n) => installed[n]))("outage of %s mid-workload", (name) => {
   let run: OutageRun;
@@ -320,14 +221,6 @@ describe.each(Object.keys(targets).filter((n) => installed[n]))("outage of %s mi
     expect(run.levelProblems).toEqual([]);
     expect(run.keysVerified).toBeGreaterThanOrEqual(28);
   });
-});
-
-describe.each(Object.keys(targets).filter((n) => installed[n]))("%s down at start-up", (name) => {
-  it("is reported in profileErrors, without a long wait", async () => {
-    const ms = await downAtStartup(targets[name]!);
-    figures[`${name} down at start-up (ms)`] = Math.round(ms);
-    expect(ms).toBeLessThan(5000);
-  }, 60_000);
 });
 
 describe.skipIf(!installed.redis || !installed.postgresql)(

@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, resolve } from "node:path";
 import type BetterSqlite3 from "better-sqlite3";
@@ -85,12 +85,18 @@ export function sqliteOperator(options: SqliteOperatorOptions, profile = "sqlite
     if (file !== ":memory:") {
       mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
       // Create the file ourselves so it is never world-readable (SQLite gives -wal/-shm the same mode).
-      closeSync(openSync(file, "a", 0o600));
+      // An existing file on a read-only file system is opened read-only (the storage sees why on its first write).
+      if (!existsSync(file)) closeSync(openSync(file, "a", 0o600));
     }
     const Database = require("better-sqlite3") as typeof BetterSqlite3;
     db = new Database(file, { timeout: busy });
-    db.pragma("journal_mode = WAL");
-    db.pragma("synchronous = NORMAL");
+    try {
+      db.pragma("journal_mode = WAL");
+      db.pragma("synchronous = NORMAL");
+    } catch (err) {
+      // SQLite fell back to a read-only connection (read-only file system, no permission): reads still work.
+      if (!(err as { code?: string }).code?.startsWith("SQLITE_READONLY")) throw err;
+    }
     db.exec(`CREATE TABLE IF NOT EXISTS ${table} (key TEXT PRIMARY KEY, value BLOB)`);
   } catch (err) {
     throw new ProfileError(`Cannot open sqlite database ${file} for profile "${profile}": ${(err as Error).message}`, {
