@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -47,7 +47,7 @@ describe("memory / dashmap", () => {
 });
 
 describe("sqlite", () => {
-  it("uses the Rust layout: table, key TEXT PRIMARY KEY, value BLOB, WAL", async () => {
+  it("uses the Rust layout: table, key TEXT PRIMARY KEY, value BLOB, WAL while open; one file after close", async () => {
     const dir = tempDir();
     const op = await createOperator("sqlite", {
       datadir: dir,
@@ -55,15 +55,21 @@ describe("sqlite", () => {
       table: "my_kv",
     });
     await op.write("document_a.json", '{"id":"a"}');
-    await op.close();
     const Database = (await import("better-sqlite3")).default;
+    // WAL while open, as the Rust crate sets it.
+    const live = new Database(`${dir}/x.db`, { readonly: true });
+    expect(live.pragma("journal_mode", { simple: true })).toBe("wal");
+    live.close();
+    await op.close();
     const db = new Database(`${dir}/x.db`, { readonly: true });
     const cols = db.prepare("PRAGMA table_info(my_kv)").all() as { name: string; type: string; pk: number }[];
     expect(cols.map((c) => [c.name, c.type, c.pk])).toEqual([
       ["key", "TEXT", 1],
       ["value", "BLOB", 0],
     ]);
-    expect(db.pragma("journal_mode", { simple: true })).toBe("wal");
+    // Closed: one self-contained file (opens read-only on read-only media; the next open makes it WAL again).
+    expect(db.pragma("journal_mode", { simple: true })).toBe("delete");
+    expect(existsSync(`${dir}/x.db-wal`) || existsSync(`${dir}/x.db-shm`)).toBe(false);
     const row = db.prepare("SELECT typeof(value) t, value FROM my_kv WHERE key = ?").get("document_a.json") as {
       t: string;
       value: Buffer;

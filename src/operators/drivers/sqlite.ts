@@ -269,7 +269,19 @@ export function sqliteOperator(options: SqliteOperatorOptions, profile = "sqlite
       });
     },
     async close() {
-      if (state.close()) db.close();
+      if (!state.close()) return;
+      // Leave one self-contained file (no -wal / -shm): SQLite cannot open a WAL database read-only once
+      // its -shm is gone, so a store on media remounted read-only would be lost to readers. The next
+      // read-write open (ours or the Rust crate's) switches it back to WAL. Best effort: while another
+      // connection holds the file it stays in WAL, which that connection still serves.
+      if (!db.readonly) {
+        try {
+          db.pragma("journal_mode = DELETE");
+        } catch {
+          // Busy or read-only: the file keeps WAL, as before.
+        }
+      }
+      db.close();
     },
   };
 }
