@@ -236,7 +236,8 @@ export function reportError(err: unknown, output: Output): number {
 /**
  * For the commands that take `-p, --profile NAME`: reads the settings, opens
  * that profile alone (or every profile), and runs `fn` on the profiles to act
- * on (that one, or every open profile fastest first); closes storage after.
+ * on (that one, or every profile: the ranked ones fastest first, then any down, so a write names
+ * a down profile in its PartialWriteError); closes storage after.
  */
 export async function withTargets<T>(
   output: Output,
@@ -246,7 +247,7 @@ export async function withTargets<T>(
 ): Promise<T> {
   const settings = await readSettings(options, output);
   const storage = await openStorage(settings, profile === undefined ? undefined : [profile]);
-  return withStorage(storage, (s) => fn(s, profile === undefined ? s.ranked : [s.profile(profile)], settings));
+  return withStorage(storage, (s) => fn(s, profile === undefined ? s.tiers : [s.profile(profile)], settings));
 }
 
 /**

@@ -72,9 +72,12 @@ describe("read-only and down profiles in the CLI", () => {
     expect((await run("rm", "k.json", "-p", "shipped", "--force")).code).toBe(0);
   }, 60_000);
 
-  it("put to every profile skips the read_only one, saying so", async () => {
+  it("put to every profile skips the read_only one, saying so, and names the down one as failed", async () => {
     const r = await runIn('{"b":2}', "put", "all.json", "-");
     expect(r.stderr).toMatch(/skipped read-only profile shipped/);
+    // The down redis is not swallowed: the write is reported as partial, naming it.
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/failed in 1 of 2 profiles \(redis: .*\); written to: sqlite/);
     expect((await run("get", "all.json", "-p", "sqlite")).code).toBe(0);
     expect((await run("get", "all.json", "-p", "shipped")).code).not.toBe(0);
   }, 30_000);
