@@ -85,3 +85,17 @@ export function rawSqlite(file: string): RawSqlite {
  * Read once at the end of the run.
  */
 export const sink: { v: unknown } = { v: undefined };
+
+/**
+ * `n` calls of `call(i)`, i in [0, n): awaited one after the other (`width`
+ * 1), or by `width` loops sharing the batch (calls in flight). The results go
+ * to {@link sink}.
+ */
+export async function inFlight(n: number, width: number, call: (i: number) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  const loop = async () => {
+    for (let i = next++; i < n; i = next++) sink.v = await call(i);
+  };
+  if (width === 1) return loop();
+  await Promise.all(Array.from({ length: width }, loop));
+}

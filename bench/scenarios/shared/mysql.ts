@@ -15,7 +15,7 @@ import { opendalOperator } from "../../../src/operators/drivers/opendal.js";
 import { DeviceStorage } from "../../../src/storage/device-storage.js";
 import { docData, docKey } from "../../_data.js";
 import { compareMany, type Row, row, type Side } from "../../_harness.js";
-import { type Context, sink } from "../../_setup.js";
+import { type Context, inFlight } from "../../_setup.js";
 
 const HOST = "127.0.0.1";
 const PORT = 3306;
@@ -25,16 +25,6 @@ const K = 1000;
 const IN_FLIGHT = 64;
 /** Connections, for every side (mysql2's and sqlx's default). */
 const POOL_SIZE = 10;
-
-/** Runs `n` calls of `one(i)` with `width` loops sharing the batch (width 1: awaited one after another). */
-async function loops(n: number, width: number, one: (i: number) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  const loop = async () => {
-    for (let i = next++; i < n; i = next++) sink.v = await one(i);
-  };
-  if (width === 1) return loop();
-  await Promise.all(Array.from({ length: width }, loop));
-}
 
 export async function sharedMysql(ctx: Context): Promise<Row[]> {
   const unreachable = await probeTcp(HOST, PORT);
@@ -81,9 +71,9 @@ export async function sharedMysql(ctx: Context): Promise<Row[]> {
 
       ctx.log(`shared mysql GET ${how}: loadValue vs mysql2 execute + JSON.parse (and OpenDAL)`);
       const get: Side[] = [
-        { name: "ours", batch: (n, s) => loops(n, width, (i) => ours.loadValue(keys[at(s, i)]!)) },
-        { name: "raw", batch: (n, s) => loops(n, width, (i) => rawGet(keys[at(s, i)]!)) },
-        { name: "opendal", batch: (n, s) => loops(n, width, (i) => dal.loadValue(keys[at(s, i)]!)) },
+        { name: "ours", batch: (n, s) => inFlight(n, width, (i) => ours.loadValue(keys[at(s, i)]!)) },
+        { name: "raw", batch: (n, s) => inFlight(n, width, (i) => rawGet(keys[at(s, i)]!)) },
+        { name: "opendal", batch: (n, s) => inFlight(n, width, (i) => dal.loadValue(keys[at(s, i)]!)) },
       ];
       const [g, gr, gd] = await compareMany(get, opts);
       const rawGetLabel = "JSON.parse((await pool.execute(SELECT)).rows[0].value)";
@@ -104,9 +94,9 @@ export async function sharedMysql(ctx: Context): Promise<Row[]> {
 
       ctx.log(`shared mysql SET ${how}: saveValue vs mysql2 execute(UPSERT, JSON.stringify) (and OpenDAL)`);
       const set: Side[] = [
-        { name: "ours", batch: (n, s) => loops(n, width, (i) => ours.saveValue(keys[at(s, i)]!, docs[at(s, i)])) },
-        { name: "raw", batch: (n, s) => loops(n, width, (i) => rawSet(keys[at(s, i)]!, docs[at(s, i)])) },
-        { name: "opendal", batch: (n, s) => loops(n, width, (i) => dal.saveValue(keys[at(s, i)]!, docs[at(s, i)])) },
+        { name: "ours", batch: (n, s) => inFlight(n, width, (i) => ours.saveValue(keys[at(s, i)]!, docs[at(s, i)])) },
+        { name: "raw", batch: (n, s) => inFlight(n, width, (i) => rawSet(keys[at(s, i)]!, docs[at(s, i)])) },
+        { name: "opendal", batch: (n, s) => inFlight(n, width, (i) => dal.saveValue(keys[at(s, i)]!, docs[at(s, i)])) },
       ];
       const [w, wr, wd] = await compareMany(set, { ...opts, n: Math.round(opts.n / 2) });
       const rawSetLabel = "await pool.execute(UPSERT, [key, JSON.stringify(doc)])";

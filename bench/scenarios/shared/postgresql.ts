@@ -16,7 +16,7 @@ import type { Operator } from "../../../src/operators/types.js";
 import { DeviceStorage } from "../../../src/storage/device-storage.js";
 import { docData, docKey } from "../../_data.js";
 import { compareMany, type Measured, row, type Side } from "../../_harness.js";
-import { type Context, sink } from "../../_setup.js";
+import { type Context, inFlight, sink } from "../../_setup.js";
 
 const PG_URL = "postgresql://postgres@127.0.0.1:5432/test";
 /** Documents stored (every side cycles through the same ones). */
@@ -28,19 +28,6 @@ const POOL_SIZE = 10;
 const TARGET = { kind: "ratio<=", max: 1.2, text: "<= 1.2x" } as const;
 
 type Call = (i: number) => Promise<unknown>;
-
-/** `n` calls, awaited one after the other (`width` 1) or by `width` loops sharing them. */
-async function drive(n: number, width: number, start: number, call: Call): Promise<void> {
-  if (width === 1) {
-    for (let i = 0; i < n; i++) await call(start + i);
-    return;
-  }
-  let next = 0;
-  const loop = async () => {
-    while (next < n) await call(start + next++);
-  };
-  await Promise.all(Array.from({ length: width }, loop));
-}
 
 export async function sharedPostgresql(ctx: Context) {
   const table = `tp_bench_${randomBytes(4).toString("hex")}`;
@@ -104,7 +91,7 @@ export async function sharedPostgresql(ctx: Context) {
       for (const width of [1, IN_FLIGHT]) {
         const shape = width === 1 ? "one at a time" : `${width} in flight`;
         ctx.log(`shared postgresql ${what}, ${shape}: pg driver vs raw pg.Pool vs OpenDAL`);
-        const side = (name: string, c: Call): Side => ({ name, batch: (n, s) => drive(n, width, s, c) });
+        const side = (name: string, c: Call): Side => ({ name, batch: (n, s) => inFlight(n, width, (i) => c(s + i)) });
         // A GET takes ~100 µs, a SET (a commit) ~1 ms one at a time: rounds of roughly equal time.
         const n = ctx.quick ? 300 : (what === "GET" ? 2 : 1) * (width === 1 ? 1000 : 3000);
         const [o, b, d] = (await compareMany(

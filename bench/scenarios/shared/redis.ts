@@ -15,7 +15,7 @@ import type { Operator } from "../../../src/operators/types.js";
 import { DeviceStorage } from "../../../src/storage/device-storage.js";
 import { docData, docKey } from "../../_data.js";
 import { compareMany, row, type Side } from "../../_harness.js";
-import { type Context, sink } from "../../_setup.js";
+import { type Context, inFlight, sink } from "../../_setup.js";
 
 /** Documents stored (and cycled through by every side). */
 const K = 1000;
@@ -23,15 +23,6 @@ const K = 1000;
 const IN_FLIGHT = 64;
 const HOST = "127.0.0.1";
 const PORT = 6379;
-
-/** Runs `op(i)` for i in [0, n) with `width` loops awaiting one call each. */
-async function pool(n: number, width: number, op: (i: number) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  const loop = async () => {
-    for (let i = next++; i < n; i = next++) await op(i);
-  };
-  await Promise.all(Array.from({ length: width }, loop));
-}
 
 export async function sharedRedis(ctx: Context) {
   const prefix = `tp-bench-${randomBytes(4).toString("hex")}/`;
@@ -85,10 +76,7 @@ export async function sharedRedis(ctx: Context) {
         ctx.log(`shared redis ${what}, ${shape}: ioredis driver vs raw ioredis vs OpenDAL`);
         const side = (name: string, op: (i: number) => Promise<unknown>): Side => ({
           name,
-          async batch(n, s) {
-            if (width === 1) for (let i = 0; i < n; i++) await op(s + i);
-            else await pool(n, width, (i) => op(s + i));
-          },
+          batch: (n, s) => inFlight(n, width, (i) => op(s + i)),
         });
         const [o, b, d] = await compareMany(
           [side("ours", call(ours)), side("raw", rawOp), side("opendal", call(opendal))],
