@@ -3,7 +3,7 @@
  * raw driver, a peer library or a CLI) in the same process and run, and
  * reports the ratio. See BENCHMARKS.md for the method and the figures.
  *
- *   npm run bench                 # every scenario (~3 min), table + bench/results.json
+ *   npm run bench                 # every scenario (~3 min), table + bench/results.json + bench/ratios.svg (chart.ts)
  *   npm run bench -- --quick      # every scenario, briefly (~35 s smoke run; rough figures, no results file)
  *   npm run bench -- --only 1,3   # some scenarios (profiling a compiled build: see BENCHMARKS.md)
  *
@@ -16,6 +16,7 @@ import { performance } from "node:perf_hooks";
 import { tempDir } from "./_data.js";
 import { printTable, type Row } from "./_harness.js";
 import type { Context, Scenario } from "./_setup.js";
+import { type ChartSection, writeRatioChart } from "./chart.js";
 import { compression } from "./scenarios/compression.js";
 import { fallbackLoad } from "./scenarios/fallback.js";
 import { hotLoad } from "./scenarios/hot-load.js";
@@ -64,13 +65,16 @@ console.log(
 );
 
 const rows: Row[] = [];
+const sections: ChartSection[] = [];
 const failures: string[] = [];
 try {
   for (const [n, name, run] of SCENARIOS) {
     if (only && !only.has(n)) continue;
     ctx.log(`scenario ${n}: ${name}`);
     try {
-      rows.push(...(await run(ctx)));
+      const got = await run(ctx);
+      rows.push(...got);
+      sections.push({ scenario: `${n} ${name}`, rows: got });
     } catch (err) {
       // One broken scenario must not hide the others' figures; it fails the run at the end.
       const msg = err instanceof Error ? (err.stack ?? err.message) : String(err);
@@ -101,6 +105,14 @@ console.log(
 
 const file = out ?? (quick || only ? undefined : new URL("./results.json", import.meta.url));
 if (file) writeFileSync(file, `${JSON.stringify(rows, null, 2)}\n`);
+// The SVG of the ratios (bench/ratios.svg, or BENCH_CHART=path); a partial run writes none unless asked.
+await writeRatioChart(sections, { partial: Boolean(quick || only) }).then(
+  (line) => console.log(`\n${line}`),
+  (err) => {
+    console.log(`\nchart FAILED: ${err instanceof Error ? err.message : String(err)}`);
+    process.exitCode = 1;
+  },
+);
 if (failures.length) {
   console.log(`\nscenarios that FAILED (no figures):\n${failures.map((f) => `  ${f}`).join("\n")}`);
   process.exitCode = 1;

@@ -30,4 +30,11 @@ export const CHANNELS = {
   probe: "terraphim-persistence:probe",
   /** A tier's state changed (`ready`, `read-only`, `down`): subscribe with `channel(CHANNELS.state)`. */
   state: "terraphim-persistence:state",
+  /**
+   * The coherence bus (a plain channel): one message per event, `{ event, origin, ... }` with `event`
+   * `sent` / `received` (`op`, `keys`, `seq`, and `from` for received), `publish-failed` (`keys`,
+   * `reason`), `overflow` (`keys` dropped from the retry queue), `gap` (`reason`), `resync`
+   * (`profile`, `keys`, `dropped`, `replaced`), `connected`, `disconnected` (`reason`).
+   */
+  bus: "terraphim-persistence:bus",
 } as const;

@@ -23,7 +23,8 @@ export type ErrorCode =
   | "E_TIMEOUT"
   | "E_CLOSED"
   | "E_QUOTA"
-  | "E_UNAVAILABLE";
+  | "E_UNAVAILABLE"
+  | "E_FACTORY";
 
 /** Context attached to an error. */
 export interface ErrorContext {
@@ -273,4 +274,16 @@ export function redactSecrets(text: string): string {
   for (const [re, rep] of SECRET_PATTERNS) out = out.replace(re, rep);
   for (const s of knownSecrets) if (out.includes(s)) out = out.split(s).join("***");
   return out;
+}
+
+/**
+ * The factory of `DeviceStorage.getOrSet` failed (threw, rejected, or returned
+ * `undefined`, which JSON cannot store) and there was no value to serve
+ * instead. `key` is the key asked for; `cause` is the factory's own error
+ * (absent for `undefined`).
+ */
+export class FactoryError extends PersistenceError {
+  constructor(message: string, context: ErrorContext = {}) {
+    super(message, context, "E_FACTORY");
+  }
 }

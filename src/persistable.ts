@@ -4,7 +4,7 @@ import { normalizeKey } from "./keys/index.js";
 import { DeviceStorage } from "./storage/device-storage.js";
 import { NO_HIT } from "./storage/read.js";
 import type { Tier } from "./storage/tier.js";
-import type { Decoder, LoadResult } from "./storage/types.js";
+import type { Decoder, GetOrSetOptions, LoadResult } from "./storage/types.js";
 
 /**
  * Builds a decoder from a Standard Schema (zod 4, valibot, arktype, ...):
@@ -142,6 +142,24 @@ export abstract class Persistable {
     const storage = await this.storage();
     const r = await storage.loadValue(this.getKey(), this.#decoder());
     return { value: this.fromStored(r.value), profile: r.profile, writeBack: r.writeBack };
+  }
+
+  /**
+   * The stored value of this object's key (a new instance, as {@link load}) while fresh, else the
+   * object `factory` builds, saved to every profile and returned: `DeviceStorage.getOrSet` with this
+   * class's schema. A stored value the schema refuses is replaced by the factory's.
+   * @throws FactoryError (`E_FACTORY`) when nothing is stored and the factory fails.
+   * @example
+   * const doc = await new Document("a").getOrSet(() => fetchDocument("a"), { ttlMs: 60_000, graceMs: 600_000 });
+   */
+  async getOrSet(
+    factory: () => this | Promise<this>,
+    options: Omit<GetOrSetOptions<this>, "decode"> = {},
+  ): Promise<this> {
+    const storage = await this.storage();
+    const decoder = this.#decoder() ?? objectDecoder;
+    const decode = async (json: unknown) => this.fromStored(await decoder(json));
+    return adoptLoaded(this, await storage.getOrSet(this.getKey(), factory, { ...options, decode }));
   }
 
   /**

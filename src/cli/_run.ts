@@ -127,7 +127,10 @@ export async function openStorage(
   names?: readonly string[],
   logger: Logger = cliLogger(),
 ): Promise<DeviceStorage> {
-  if (names === undefined) return DeviceStorage.fromSettings(settings, { logger });
+  // With a coherence bus the CLI only announces its changes (running instances drop their copies);
+  // it does not listen, so its own local profiles are not read (see DeviceStorageOptions.coherence).
+  const options = { logger, coherence: { subscribe: false } };
+  if (names === undefined) return DeviceStorage.fromSettings(settings, options);
   const profiles: Record<string, Record<string, string>> = {};
   const profileErrors: Record<string, Error> = {};
   for (const name of names) {
@@ -137,7 +140,7 @@ export async function openStorage(
     else if (e) profileErrors[name] = e;
     else throw unknownProfile(settings, name);
   }
-  return DeviceStorage.fromSettings({ profiles, profileErrors }, { logger });
+  return DeviceStorage.fromSettings({ profiles, profileErrors, coherence: settings.coherence }, options);
 }
 
 /** The usage error for a profile name the settings do not define. */
@@ -279,5 +282,11 @@ export async function withStorage<T>(storage: DeviceStorage, fn: (s: DeviceStora
     return await fn(storage);
   } finally {
     await storage.close();
+    const bus = storage.coherenceStats();
+    if (bus && bus.retryQueue + bus.overflowedKeys > 0) {
+      process.stderr.write(
+        "warning: the coherence bus could not be reached: running instances were not told of this change (they may serve their old copies until their next resync)\n",
+      );
+    }
   }
 }

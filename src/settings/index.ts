@@ -5,6 +5,12 @@
  */
 
 export { isSecretKey } from "./_secrets.js";
+export {
+  type CoherenceConfig,
+  type CoherenceSettings,
+  type CoherenceType,
+  checkCoherence,
+} from "./coherence.js";
 export { DEFAULT_SETTINGS_TOML, defaultSettings, memoryOnlySettings } from "./defaults.js";
 export { defaultSettingsDir, loadSettings, resolveSettingsFile } from "./load.js";
 export { parseSettings } from "./parse.js";

@@ -5,6 +5,7 @@ import { type ExpandContext, expandTilde, expandValue, UnsetVariable } from "./_
 import { applyProfileOverrides, type RawEntry, type RawProfile, TOP_LEVEL_OVERRIDES } from "./_overrides.js";
 import { homeDir } from "./_paths.js";
 import { isLiteralSecret, registerSecrets } from "./_secrets.js";
+import { checkCoherence } from "./coherence.js";
 import { TOP_LEVEL_DEFAULTS } from "./defaults.js";
 import type { DeviceSettings, ParseSettingsOptions, ProfileSettings } from "./types.js";
 
@@ -123,6 +124,12 @@ export function parseSettingsText(tomlText: string, options: ParseSettingsOption
     }
   }
 
+  const coherence = readCoherence(doc.coherence, env, ctx, where);
+  for (const [key, v] of Object.entries(doc.coherence && isTable(doc.coherence) ? doc.coherence : {})) {
+    const text = scalarText(v);
+    if (text !== undefined) hasLiteralSecrets ||= isLiteralSecret(key, text);
+  }
+
   const settings: DeviceSettings = {
     serverHostname: top.server_hostname,
     apiEndpoint: top.api_endpoint,
@@ -133,6 +140,7 @@ export function parseSettingsText(tomlText: string, options: ParseSettingsOption
     warnings,
   };
   if (source !== undefined) settings.source = source;
+  if (coherence) settings.coherence = coherence;
   return { settings, hasLiteralSecrets };
 }
 
@@ -177,6 +185,54 @@ function readRawProfiles(value: TomlValue | undefined, where: string): Map<strin
     }
   }
   return profiles;
+}
+
+/** Env variables overriding `[coherence]` keys: `TERRAPHIM_COHERENCE_<KEY>`. */
+const COHERENCE_PREFIX = "TERRAPHIM_COHERENCE_";
+
+/**
+ * The `[coherence]` table: string values, `TERRAPHIM_COHERENCE_<KEY>`
+ * overrides (which also create the table), expanded and checked.
+ * @throws SettingsError with the path of the bad value.
+ */
+function readCoherence(
+  value: TomlValue | undefined,
+  env: Readonly<Record<string, string | undefined>>,
+  ctx: ExpandContext,
+  where: string,
+): Record<string, string> | undefined {
+  const entries = new Map<string, RawEntry>();
+  if (value !== undefined) {
+    if (!isTable(value)) throw new SettingsError(`coherence: expected a table, got ${describe(value)}${where}`);
+    for (const [key, v] of Object.entries(value)) {
+      const text = scalarText(v);
+      if (text === undefined)
+        throw new SettingsError(`coherence.${key}: expected a string, got ${describe(v)}${where}`);
+      entries.set(key, { value: text, literal: false });
+    }
+  }
+  for (const [variable, v] of Object.entries(env)) {
+    if (
+      v !== undefined &&
+      variable.toUpperCase().startsWith(COHERENCE_PREFIX) &&
+      variable.length > COHERENCE_PREFIX.length
+    ) {
+      entries.set(variable.slice(COHERENCE_PREFIX.length).toLowerCase(), { value: v, literal: true });
+    }
+  }
+  if (entries.size === 0) return undefined;
+  const values: Record<string, string> = {};
+  for (const [key, entry] of entries) {
+    try {
+      values[key] = expandEntry(entry, ctx);
+    } catch (e) {
+      if (e instanceof UnsetVariable) throw new SettingsError(`coherence.${key}: ${e.message}${where}`);
+      throw e;
+    }
+  }
+  registerSecrets(values);
+  checkCoherence(values, where);
+  return values;
 }
 
 function expandEntry(entry: RawEntry, ctx: ExpandContext): string {

@@ -25,5 +25,6 @@ export function toToml(settings: DeviceSettings): string {
     initialized: settings.initialized,
     default_data_path: settings.defaultDataPath,
     profiles,
+    ...(settings.coherence ? { coherence: settings.coherence } : {}),
   });
 }

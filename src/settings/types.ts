@@ -34,6 +34,12 @@ export interface DeviceSettings {
    * the others work. Each error has `code: "E_SETTINGS"` and `profile` set.
    */
   profileErrors?: Record<string, SettingsError>;
+  /**
+   * The `[coherence]` table (with `TERRAPHIM_COHERENCE_<KEY>` overrides), checked: the bus that keeps
+   * the local profiles of several instances from serving values another instance replaced.
+   * Absent when the settings have none.
+   */
+  coherence?: Record<string, string>;
   /** Non-fatal findings (world-readable file holding secrets, overrides that matched no profile). */
   warnings?: string[];
   /** The settings file these settings came from, when they came from a file. */

@@ -6,6 +6,7 @@ export const saveChannel = tracingChannel(CHANNELS.save);
 export const writeBackChannel = tracingChannel(CHANNELS.writeBack);
 export const probeChannel = tracingChannel(CHANNELS.probe);
 export const stateChannel = channel(CHANNELS.state);
+export const busChannel = channel(CHANNELS.bus);
 
 /** Runs `fn` traced on `channel` when someone listens, else plainly. */
 export function traced<T>(

@@ -12,17 +12,20 @@ import { ClosedError, PersistenceError } from "../errors.js";
 import { validateKey } from "../keys/index.js";
 import type { Logger } from "../logger.js";
 import type { Operator } from "../operators/types.js";
+import { type CoherenceConfig, checkCoherence } from "../settings/coherence.js";
 import { loadSettings } from "../settings/load.js";
+import { assemble } from "./assemble.js";
 import { loadChannel } from "./channels.js";
 import { cleanupTiers } from "./cleanup.js";
-import { WriteFence } from "./fence.js";
-import { HealthChecks } from "./health.js";
+import type { Coherence, CoherenceStats, RemoteChange } from "./coherence/coherence.js";
+import { getOrSet } from "./get-or-set.js";
+import type { HealthChecks } from "./health.js";
 import { checkConcurrency } from "./limit.js";
 import { checkMs, type StorageOptions, storageOptions } from "./options.js";
 import { prefetch } from "./prefetch.js";
-import { Ranking, type TierHealth } from "./ranking.js";
-import { badDecoder, checkLoadMany, NO_HIT, TieredReader } from "./read.js";
-import { Rejoiner } from "./rejoin.js";
+import type { Ranking, TierHealth } from "./ranking.js";
+import { badDecoder, checkLoadMany, NO_HIT, type TieredReader } from "./read.js";
+import type { Rejoiner } from "./rejoin.js";
 import { ProcessSingleton } from "./singleton.js";
 import {
   type OpenedProfile,
@@ -32,9 +35,9 @@ import {
   type Started,
   unknownProfile,
 } from "./startup.js";
-import { Tier } from "./tier.js";
+import type { Tier } from "./tier.js";
 import type * as T from "./types.js";
-import { TieredWriter } from "./write.js";
+import type { TieredWriter } from "./write.js";
 
 const singleton = new ProcessSingleton<DeviceStorage>();
 
@@ -57,24 +60,15 @@ export class DeviceStorage {
   readonly #writer: TieredWriter;
   readonly #health: HealthChecks;
   readonly #rejoiner: Rejoiner;
+  readonly #coherence: Coherence | undefined;
   readonly #state = { closed: false };
 
-  private constructor(started: Started, o: StorageOptions) {
+  private constructor(started: Started, o: StorageOptions, bus: CoherenceConfig | undefined) {
     this.profileErrors = started.errors;
     this.logger = o.logger;
-    const fence = new WriteFence();
-    this.#ranking = new Ranking<Tier>(o.logger);
-    const live = o.live !== undefined && started.specs.length + started.down.length > 1;
-    const watcher = new Rejoiner(this.#ranking, started, o, this.#state);
-    this.#rejoiner = watcher;
-    const context = { logger: o.logger, monitor: this.#ranking, lifecycle: this.#state, fence, watcher };
-    const tiers = started.specs.map((s) => new Tier(s, context, live));
-    const down = started.down.map((d) => new Tier(d.spec, context, live));
-    this.#ranking.start(tiers, (t) => t.fixedRank, o.live, down);
-    this.#rejoiner.start();
-    this.#reader = new TieredReader(this.#ranking, fence, o.logger);
-    this.#writer = new TieredWriter(fence, this.#ranking);
-    this.#health = new HealthChecks(this.#ranking, this.#state, o.healthCheckMs);
+    const p = assemble(started, o, bus, this.#state);
+    [this.#ranking, this.#reader, this.#writer] = [p.ranking, p.reader, p.writer];
+    [this.#health, this.#rejoiner, this.#coherence] = [p.health, p.rejoiner, p.coherence];
   }
 
   /**
@@ -85,22 +79,36 @@ export class DeviceStorage {
    */
   static async fromSettings(settings: T.StorageSettings, options: T.DeviceStorageOptions = {}): Promise<DeviceStorage> {
     const o = storageOptions(options);
+    const table = settings.coherence ?? options.coherence?.bus;
+    const bus = table && checkCoherence(table);
     for (const warning of settings.warnings ?? []) o.logger.warn(warning);
     const errors = new Map<string, PersistenceError>();
-    return DeviceStorage.#start(await openProfiles(settings, errors), errors, o);
+    return DeviceStorage.#start(await openProfiles(settings, errors), errors, o, bus);
   }
 
   /** Storage over operators you opened yourself; each is probed as in {@link fromSettings}; `speed` fixes the rank. */
   static async fromOperators(
-    profiles: readonly { name: string; op: Operator; speed?: number; timeoutMs?: number; retries?: number }[],
+    profiles: readonly T.OperatorProfile[],
     options: T.DeviceStorageOptions = {},
   ): Promise<DeviceStorage> {
-    return DeviceStorage.#start(openedOperators(profiles), new Map(), storageOptions(options));
+    const bus = options.coherence?.bus && checkCoherence(options.coherence.bus);
+    return DeviceStorage.#start(openedOperators(profiles), new Map(), storageOptions(options), bus);
   }
 
-  static async #start(opened: OpenedProfile[], errors: Map<string, PersistenceError>, o: StorageOptions) {
-    const storage = new DeviceStorage(await probeAndRank(opened, errors, o.logger, o.probeReads), o);
+  static async #start(
+    opened: OpenedProfile[],
+    errors: Map<string, PersistenceError>,
+    o: StorageOptions,
+    bus?: CoherenceConfig,
+  ) {
+    const storage = new DeviceStorage(await probeAndRank(opened, errors, o.logger, o.probeReads), o, bus);
     await Promise.all(storage.ranked.map((t) => t.init()));
+    try {
+      await storage.#coherence?.start();
+    } catch (err) {
+      await storage.close();
+      throw err;
+    }
     return storage;
   }
 
@@ -163,6 +171,19 @@ export class DeviceStorage {
   /** The fastest tier's profile name. */
   get fastestProfile(): string {
     return this.#ranking.fastest.name;
+  }
+
+  /** The coherence bus's counters and state (`[coherence]` in the settings), or undefined without one. */
+  coherenceStats(): CoherenceStats | undefined {
+    return this.#coherence?.stats();
+  }
+
+  /**
+   * Calls `listener` for each save, delete or clear another instance announces on the coherence bus
+   * (after this instance dropped its local copies). Without a bus it is never called. Returns the function that stops it.
+   */
+  onRemoteChange(listener: (change: RemoteChange) => void): () => void {
+    return this.#coherence?.onRemoteChange(listener) ?? (() => {});
   }
 
   /** Whether {@link close} was called. */
@@ -274,6 +295,19 @@ export class DeviceStorage {
   }
 
   /**
+   * The value at `key` if fresh, else the one `factory` makes, saved to every profile (expiring
+   * `ttlMs + graceMs` later) and returned; concurrent calls for a key share one factory call. A value
+   * past `ttlMs` but within `graceMs` is served at once (or after `timeoutMs`) while one background
+   * call refreshes it, and served on if that call fails. The stored value is the plain JSON.
+   * @throws FactoryError (`E_FACTORY`) when no value is stored and the factory fails or returns `undefined`.
+   * @example
+   * const user = await storage.getOrSet("user_1.json", () => fetchUser(1), { ttlMs: 60_000, graceMs: 600_000 });
+   */
+  getOrSet<V>(key: string, factory: () => V | Promise<V>, options: T.GetOrSetOptions<V> = {}): Promise<V> {
+    return getOrSet(this, key, factory, options);
+  }
+
+  /**
    * Whether any tier holds an unexpired value under `key`, asking the fastest first.
    * @throws UnavailableError if no tier asked has it and a durable tier could not be asked.
    */
@@ -319,6 +353,7 @@ export class DeviceStorage {
   async flush(): Promise<void> {
     await this.#reader.flush();
     await Promise.all(this.#ranking.order.map((t) => t.flush()));
+    await this.#coherence?.flush();
   }
 
   /** Counters per tier, with quota usage where a quota is set. */
@@ -331,6 +366,7 @@ export class DeviceStorage {
     if (this.#state.closed) return;
     await this.flush();
     this.#state.closed = true;
+    await this.#coherence?.close();
     await this.#rejoiner.close();
     await Promise.all(this.tiers.map((t) => t.op.close().catch(() => {})));
   }

@@ -14,7 +14,7 @@
  * @module
  */
 import { NotFoundError } from "../errors.js";
-import { META_MARKER_KEY, META_SIDECAR_PREFIX, sidecarKey } from "../keys/index.js";
+import { isReservedKey, META_MARKER_KEY, META_SIDECAR_PREFIX, sidecarKey } from "../keys/index.js";
 import type { Operator } from "../operators/types.js";
 
 const encoder = new TextEncoder();
@@ -38,6 +38,11 @@ export class TierExpiry {
   /** Whether the tier holds TTL metadata at all (until then every check is a no-op). */
   get active(): boolean {
     return this.#marked;
+  }
+
+  /** Listed keys without the library's reserved ones and (where the index is complete) the expired ones. */
+  visible(keys: readonly string[], now = Date.now()): string[] {
+    return keys.filter((k) => !isReservedKey(k) && !(this.#complete && (this.#expires.get(k) ?? Infinity) <= now));
   }
 
   /** Whether every sidecar is known (so expired values can be enumerated). */

@@ -101,13 +101,13 @@ export class Fallback {
     let value = found.value;
     if (flight.claimed) value = await dec(decodeStored(found.stored.data, { profile: found.tier.name, key }));
     flight.claimed = true;
-    return { value, profile: found.tier.name, writeBack: owner && found.tier !== this.#ranking.fastest };
+    return { value, profile: found.tier.name, writeBack: owner && found.tier !== this.#ranking.readFastest };
   }
 
   async #read(tried: Tier, key: string, dec: Decoder<unknown>, first: Attempt): Promise<Found> {
     const attempts: [Tier, Attempt][] = [[tried, first]];
     // The ranking as it is now (live ranking may have changed it since `tried` was read), minus `tried`.
-    for (const tier of this.#ranking.order) {
+    for (const tier of this.#ranking.readOrder) {
       if (tier === tried) continue;
       const st = tier.counters;
       if (!tier.available()) {
@@ -165,7 +165,7 @@ export class Fallback {
   }
 
   #writeBack(key: string, found: Found, flight: Flight): void {
-    const fastest = this.#ranking.fastest;
+    const fastest = this.#ranking.readFastest;
     if (found.tier === fastest) {
       flight.release();
       return;

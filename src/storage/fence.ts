@@ -38,6 +38,11 @@ export class WriteFence {
     if (set) for (const f of set) f.stale = true;
   }
 
+  /** Marks every read in flight stale, whatever its key (a coherence gap: any key may have changed elsewhere). */
+  invalidateAll(): void {
+    for (const set of this.#reads.values()) for (const f of set) f.stale = true;
+  }
+
   /** Whether a write of `key` is in progress. */
   writing(key: string): boolean {
     return this.#writing.has(key);

@@ -6,7 +6,11 @@
  * @module
  */
 export { withTimeout } from "./calls.js";
+export type { CoherenceStats, RemoteChange } from "./coherence/coherence.js";
+export type { BusMessage, BusOp } from "./coherence/message.js";
+export { type BusEvent, watchCoherenceBus } from "./coherence/watch.js";
 export { DeviceStorage } from "./device-storage.js";
+export { type GetOrSetHost, getOrSetStats } from "./get-or-set.js";
 export { openProfileOperator, type ProfileOptions, parseProfileOptions, STORAGE_OPTION_KEYS } from "./options.js";
 export type { TierHealth } from "./ranking.js";
 export { Tier } from "./tier.js";
@@ -15,9 +19,12 @@ export type {
   Decoder,
   DeviceStorageOptions,
   ExpiryOptions,
+  GetOrSetOptions,
+  GetOrSetStats,
   LiveRankingOptions,
   LoadOutcome,
   LoadResult,
+  OperatorProfile,
   PrefetchResult,
   ProfileStats,
   SaveOptions,

@@ -24,6 +24,7 @@ export const STORAGE_OPTION_KEYS: readonly string[] = Object.freeze([
   "quota_policy",
   "ttl_ms",
   "read_only",
+  "shared",
 ]);
 const STORAGE_KEYS = new Set(STORAGE_OPTION_KEYS);
 
@@ -34,6 +35,25 @@ const DEFAULT_REMOTE_RETRIES = 2;
 const MAX_RETRIES = 10;
 const DEFAULT_PROBE_READS = 7;
 const DEFAULT_HEALTH_CHECK_MS = 1000;
+/** Schemes other instances usually write to too (a profile's `shared` option overrides it). */
+const SHARED_SCHEMES = new Set([
+  "redis",
+  "postgresql",
+  "mysql",
+  "s3",
+  "gcs",
+  "azblob",
+  "oss",
+  "cos",
+  "obs",
+  "mongodb",
+  "memcached",
+]);
+
+/** Whether a scheme is shared by default: other instances write to it (see the `shared` profile option). */
+export function sharedByDefault(scheme: string): boolean {
+  return SHARED_SCHEMES.has(scheme.toLowerCase());
+}
 
 /** A profile's options, split and checked by {@link parseProfileOptions}. */
 export interface ProfileOptions {
@@ -57,6 +77,12 @@ export interface ProfileOptions {
   defaultTtlMs: number | undefined;
   /** Only read (`read_only = "true"`): saves skip it by design; the CLI refuses to write to it unless forced. */
   readOnly: boolean;
+  /**
+   * Whether other instances write to it (`shared`; by default true for redis, postgresql, mysql, s3 and
+   * the other remote stores, false for memory, dashmap, sqlite, fs, redb, sled). The coherence bus
+   * publishes changes of shared profiles and keeps the local ones honest.
+   */
+  shared: boolean;
 }
 
 /**
@@ -96,6 +122,7 @@ export function parseProfileOptions(name: string, raw: Readonly<Record<string, s
     quotaPolicy: policy,
     defaultTtlMs: numberOption(name, "ttl_ms", raw.ttl_ms, 1),
     readOnly: booleanOption(name, "read_only", raw.read_only),
+    shared: raw.shared?.trim() ? booleanOption(name, "shared", raw.shared) : sharedByDefault(scheme),
   };
 }
 
@@ -164,6 +191,8 @@ export interface StorageOptions {
   /** Live ranking's tuning, or undefined when it is off. */
   live: LiveRankingOptions | undefined;
   healthCheckMs: number;
+  /** How this storage takes part in a coherence bus. */
+  coherence: { subscribe: boolean; origin: string | undefined };
 }
 
 /** Checks {@link DeviceStorageOptions} once, before anything is opened. */
@@ -175,5 +204,6 @@ export function storageOptions(options: DeviceStorageOptions = {}): StorageOptio
     probeReads: Math.max(1, options.probeReads ?? DEFAULT_PROBE_READS),
     live,
     healthCheckMs: checkMs(live?.healthCheckMs ?? DEFAULT_HEALTH_CHECK_MS, "liveRanking.healthCheckMs", "zero allowed"),
+    coherence: { subscribe: options.coherence?.subscribe !== false, origin: options.coherence?.origin },
   };
 }

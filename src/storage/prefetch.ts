@@ -22,7 +22,7 @@ export async function prefetch(
   await forEachLimit([...new Set(keys)], concurrency, async (key) => {
     try {
       const r = await reader.load(key);
-      if (r.profile === ranking.fastest.name && !r.writeBack) result.alreadyCached++;
+      if (r.profile === ranking.readFastest?.name && !r.writeBack) result.alreadyCached++;
       else result.found++;
     } catch (err) {
       if (err instanceof NotFoundError) result.missing++;

@@ -186,6 +186,9 @@ export class Ranking<E extends RankedTier> implements TierMonitor {
   #byName: { order: readonly E[]; map: ReadonlyMap<string, E> } | undefined;
   /** Tiers that are down: not in the read path until they {@link add | join}. */
   #standby: readonly E[] = [];
+  /** Ranked tiers kept out of the read path (still written): local tiers after a coherence gap. */
+  readonly #distrusted = new Set<E>();
+  #read: { order: readonly E[]; slower: readonly E[] } = { order: [], slower: [] };
   readonly #logger: Logger;
 
   constructor(logger: Logger) {
@@ -260,6 +263,42 @@ export class Ranking<E extends RankedTier> implements TierMonitor {
     return this.#order;
   }
 
+  /**
+   * The read path: {@link order} without the distrusted tiers (the same array when none is).
+   * Empty when every ranked tier is distrusted.
+   */
+  get readOrder(): readonly E[] {
+    return this.#read.order;
+  }
+
+  /** The tier reads start with and write-back fills: the first of {@link readOrder} (none if it is empty). */
+  get readFastest(): E {
+    // Typed as always present: only the reader's entry points meet an empty read path, and they check.
+    return this.#read.order[0] as E;
+  }
+
+  /** {@link readOrder} but its first. */
+  get readSlower(): readonly E[] {
+    return this.#read.slower;
+  }
+
+  /** Keeps `e` out of the read path (it is still written) until {@link trust}. */
+  distrust(e: E): void {
+    if (this.#distrusted.has(e)) return;
+    this.#distrusted.add(e);
+    this.#setRead();
+  }
+
+  /** Puts a distrusted tier back in the read path. */
+  trust(e: E): void {
+    if (this.#distrusted.delete(e)) this.#setRead();
+  }
+
+  /** Whether `e` is kept out of the read path. */
+  distrusted(e: E): boolean {
+    return this.#distrusted.has(e);
+  }
+
   /** The tier reads start with, and write-back fills. */
   get fastest(): E {
     return this.#fastest;
@@ -291,6 +330,12 @@ export class Ranking<E extends RankedTier> implements TierMonitor {
     this.#order = order;
     this.#fastest = order[0]!;
     this.#slower = order.slice(1);
+    this.#setRead();
+  }
+
+  #setRead(): void {
+    const order = this.#distrusted.size === 0 ? this.#order : this.#order.filter((e) => !this.#distrusted.has(e));
+    this.#read = order === this.#order ? { order, slower: this.#slower } : { order, slower: order.slice(1) };
   }
 }
 

@@ -7,7 +7,7 @@
  */
 import { performance } from "node:perf_hooks";
 import { decodeStored, recompressStored } from "../codec.js";
-import { isCallerError, NotFoundError, PersistenceError } from "../errors.js";
+import { isCallerError, NotFoundError, PersistenceError, UnavailableError } from "../errors.js";
 import { validateKey } from "../keys/index.js";
 import type { Logger } from "../logger.js";
 import type { StoredValue } from "../operators/types.js";
@@ -48,7 +48,8 @@ export class TieredReader {
 
   load(key: string, decode?: Decoder<unknown>): Promise<LoadResult<unknown>> {
     const dec = decode ?? identity;
-    const fastest = this.#ranking.fastest;
+    const fastest = this.#ranking.readFastest;
+    if (fastest === undefined) return Promise.reject(noTrustedTier(key, this.#ranking));
     if (!fastest.available())
       return this.#after(fastest, key, dec, { kind: "failed", error: breakerOpen(fastest.name) });
     if (!fastest.readsSync) return this.#readAsync(fastest, key, dec);
@@ -78,8 +79,10 @@ export class TieredReader {
    * gives the answer. Lets a caller that wants only the value skip a promise.
    */
   hit(key: string, dec: Decoder<unknown>): unknown {
-    const fastest = this.#ranking.fastest;
-    if (!fastest.readsSync || loadChannel.hasSubscribers || !fastest.available()) return NO_HIT;
+    const fastest = this.#ranking.readFastest;
+    if (fastest === undefined || !fastest.readsSync || loadChannel.hasSubscribers || !fastest.available()) {
+      return NO_HIT;
+    }
     let stored: StoredValue | undefined;
     try {
       stored = fastest.readStoredSync(key);
@@ -105,9 +108,10 @@ export class TieredReader {
     const dec = decode ?? identity;
     const out = new Array<LoadOutcome<unknown>>(keys.length);
     const general: [number, boolean][] = [];
-    if (loadChannel.hasSubscribers) for (let i = 0; i < keys.length; i++) general.push([i, false]);
+    const untrusted = this.#ranking.readOrder.length === 0;
+    if (loadChannel.hasSubscribers || untrusted) for (let i = 0; i < keys.length; i++) general.push([i, false]);
     else this.#syncPass(keys, dec, out, general);
-    const fastest = this.#ranking.fastest;
+    const fastest = this.#ranking.readFastest;
     await forEachLimit(general, concurrency, async ([i, missed]) => {
       const key = keys[i]!;
       try {
@@ -126,7 +130,7 @@ export class TieredReader {
 
   /** `loadMany`'s synchronous pass: settles hits in `out`, leaves the rest in `general` ([index, missed]). */
   #syncPass(keys: readonly string[], dec: Decoder<unknown>, out: LoadOutcome<unknown>[], general: [number, boolean][]) {
-    const fastest = this.#ranking.fastest;
+    const fastest = this.#ranking.readFastest;
     const op = fastest.op;
     const st = fastest.counters;
     const rest: number[] = [];
@@ -184,7 +188,7 @@ export class TieredReader {
    * async validator), returns undefined and the general path takes over.
    */
   #syncFallback(fastest: Tier, key: string, dec: Decoder<unknown>): Promise<LoadResult<unknown>> | undefined {
-    const slower = this.#ranking.slower;
+    const slower = this.#ranking.readSlower;
     const next = slower[0];
     if (
       slower.length !== 1 ||
@@ -293,7 +297,8 @@ export class TieredReader {
    */
   async exists(key: string): Promise<boolean> {
     const attempts: [Tier, Attempt][] = [];
-    for (const tier of this.#ranking.order) {
+    if (this.#ranking.readOrder.length === 0) throw noTrustedTier(key, this.#ranking);
+    for (const tier of this.#ranking.readOrder) {
       try {
         if (await tier.exists(key)) return true;
         attempts.push([tier, { kind: "missing" }]);
@@ -311,6 +316,19 @@ export class TieredReader {
   #after(tried: Tier, key: string, dec: Decoder<unknown>, first: Attempt): Promise<LoadResult<unknown>> {
     return this.#fallback.load(tried, key, dec, first);
   }
+}
+
+/** Every ranked tier is local and distrusted after a coherence gap: nothing can be read coherently. */
+function noTrustedTier(key: string, ranking: Ranking<Tier>): UnavailableError {
+  const why = ranking.order.map((t) => ({
+    profile: t.name,
+    reason: "local: not trusted until the coherence bus resyncs",
+  }));
+  return new UnavailableError(
+    `"${key}" cannot be read: no shared profile is up, and the local ones (${why.map((w) => w.profile).join(", ")}) are not trusted until the coherence bus reconnects and resyncs`,
+    why,
+    { key },
+  );
 }
 
 /** A stored tier-0 value decoded synchronously and counted as a hit, or NO_HIT when the general path must decide. */

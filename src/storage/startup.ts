@@ -27,9 +27,9 @@ import type { Logger } from "../logger.js";
 import type { Operator } from "../operators/types.js";
 import { withTimeout } from "./calls.js";
 import { probeChannel, traced } from "./channels.js";
-import { openProfileOperator, type ProfileOptions, parseProfileOptions } from "./options.js";
+import { openProfileOperator, type ProfileOptions, parseProfileOptions, sharedByDefault } from "./options.js";
 import { READY, unopenedOperator } from "./tier-state.js";
-import type { StorageSettings, TierSpec, TierState } from "./types.js";
+import type { OperatorProfile, StorageSettings, TierSpec, TierState } from "./types.js";
 
 /** Bytes of the probe value. */
 const PROBE_BYTES = 4096;
@@ -47,6 +47,8 @@ export interface OpenedProfile {
   defaultTtlMs?: number | undefined;
   /** The `read_only` option. */
   readOnly?: boolean | undefined;
+  /** The `shared` option (or its default for the scheme). */
+  shared?: boolean | undefined;
   /** Opens the operator again (profiles from settings); a down profile's first retry needs it when `op` is a stand-in. */
   reopen?: (() => Promise<Operator>) | undefined;
   /** Why the operator could not be opened yet (its server did not answer): `op` is a stand-in. */
@@ -75,15 +77,13 @@ export interface ProbeResult {
 }
 
 /** Operators opened by the caller, as profiles (`speed` fixes the rank). @throws ProfileError for a duplicate name. */
-export function openedOperators(
-  profiles: readonly { name: string; op: Operator; speed?: number; timeoutMs?: number; retries?: number }[],
-): OpenedProfile[] {
+export function openedOperators(profiles: readonly OperatorProfile[]): OpenedProfile[] {
   const seen = new Set<string>();
   return profiles.map((p) => {
     if (seen.has(p.name)) throw new ProfileError(`Duplicate profile name "${p.name}"`, { profile: p.name });
     seen.add(p.name);
-    const { name, op, speed, timeoutMs, retries = 0 } = p;
-    return { name, scheme: op.scheme, op, fixedRankUs: speed, timeoutMs, retries };
+    const { name, op, speed, timeoutMs, retries = 0, shared = sharedByDefault(op.scheme) } = p;
+    return { name, scheme: op.scheme, op, fixedRankUs: speed, timeoutMs, retries, shared };
   });
 }
 
@@ -122,6 +122,7 @@ function fromOptions(name: string, scheme: string, options: ProfileOptions) {
     retries: options.retries,
     defaultTtlMs: options.defaultTtlMs,
     readOnly: options.readOnly,
+    shared: options.shared,
   };
 }
 

@@ -9,7 +9,7 @@
  */
 import { storedSize } from "../codec.js";
 import { isCallerError, NotFoundError, UnsupportedError } from "../errors.js";
-import { isReservedKey, validateKey, validatePrefix } from "../keys/index.js";
+import { validateKey, validatePrefix } from "../keys/index.js";
 import type { Logger } from "../logger.js";
 import type { Operator, OperatorCapabilities, StoredValue } from "../operators/types.js";
 import { CallPolicy } from "./calls.js";
@@ -27,6 +27,8 @@ export interface TierContext {
   readonly fence: WriteFence;
   /** Told when the tier's breaker opens or closes (its trial is scheduled), and when a write finds it read-only. */
   readonly watcher?: { breakerChanged(tier: Tier): void; readOnly(tier: Tier): void };
+  /** Told of every save and delete that reached a shared tier (the coherence bus publishes them). */
+  readonly changes?: T.ChangeSink | undefined;
 }
 
 export class Tier {
@@ -42,6 +44,8 @@ export class Tier {
   readonly defaultTtlMs: number | undefined;
   /** Whether the rank is fixed by a `speed` override (live ranking never moves it). */
   readonly fixedRank: boolean;
+  /** Other instances write to it (the `shared` option); its changes go out on the coherence bus. */
+  readonly shared: boolean;
   /** @internal Counters, kept by the tier and by the reader and writer. Read them with {@link stats}. */
   readonly counters: T.ProfileStats = emptyStats();
   readonly #calls: CallPolicy;
@@ -63,6 +67,7 @@ export class Tier {
     this.#probe = { latencyUs: spec.probeLatencyUs, probeKey: spec.probeKey };
     this.#fixedRankUs = spec.fixedRankUs;
     this.fixedRank = spec.fixedRankUs !== undefined;
+    this.shared = spec.shared === true;
     this.#state = new StateKeeper(spec.name, spec.state, spec.readOnly === true, context.logger);
     this.#ctx = context;
     this.#expiry = new TierExpiry(spec.op);
@@ -144,7 +149,8 @@ export class Tier {
   /** Counters, with quota usage where the profile has a quota. */
   stats(): T.ProfileStats {
     const usage = this.#op.usage?.();
-    return usage ? { ...this.counters, usage, state: this.state } : { ...this.counters, state: this.state };
+    const stats = { ...this.counters, shared: this.shared, state: this.state };
+    return usage ? { ...stats, usage } : stats;
   }
 
   /** @internal Reads the tier's TTL marker (and sidecars) at start-up. */
@@ -239,12 +245,7 @@ export class Tier {
       });
     }
     const keys = await this.#counted(this.call("list", prefix, () => this.op.list(prefix)));
-    const now = Date.now();
-    return keys.filter((k) => {
-      if (isReservedKey(k)) return false;
-      const at = this.#expiry.complete ? (this.#expiry.expiresAt(k) as number | undefined) : undefined;
-      return at === undefined || at > now;
-    });
+    return this.#expiry.visible(keys);
   }
 
   /** Whether reads may go to this tier now (its circuit breaker is closed or due a trial). */
@@ -281,7 +282,8 @@ export class Tier {
       this.retries === 0 &&
       this.defaultTtlMs === undefined &&
       !this.#expiry.active &&
-      !this.#calls.hasQueued(key)
+      !this.#calls.hasQueued(key) &&
+      !(this.shared && this.#ctx.changes)
     );
   }
 
@@ -331,15 +333,14 @@ export class Tier {
   async store(what: string, key: string, data: Uint8Array | string, size: number, at: number | undefined) {
     await this.#counted(this.queued(what, key, () => this.writeNow(key, data, at)));
     this.counters.bytesWritten += size;
+    if (this.shared) this.#ctx.changes?.changed("save", key);
   }
 
   /** A delete queued behind earlier writes of `key`, with its TTL metadata; counted. */
   remove(key: string): Promise<void> {
-    return this.#counted(
-      this.queued("delete", key, () =>
-        this.#expiry.needsMeta(key, undefined) ? this.#expiry.delete(key) : this.op.delete(key),
-      ),
-    );
+    const del = () => (this.#expiry.needsMeta(key, undefined) ? this.#expiry.delete(key) : this.op.delete(key));
+    const done = this.#counted(this.queued("delete", key, del));
+    return this.shared && this.#ctx.changes ? done.then(() => this.#ctx.changes?.changed("delete", key)) : done;
   }
 
   /** A write with its TTL metadata, right now (inside a queued task: a write-back); a read-only reason sets the state. */

@@ -17,6 +17,30 @@ export interface StorageSettings {
   profileErrors?: Readonly<Record<string, Error>> | undefined;
   /** Findings of the settings layer (a world-readable file holding secrets, ...), logged at warn. */
   warnings?: readonly string[] | undefined;
+  /**
+   * The coherence bus (`[coherence]`: `type` "redis" or "postgresql", `endpoint` / `cluster_endpoints` /
+   * `connection_string`, `channel`), checked by `checkCoherence`. See README "Running several instances".
+   */
+  coherence?: Readonly<Record<string, string>> | undefined;
+}
+
+/** What hears of each save and delete that reached a shared tier (the coherence bus). */
+export interface ChangeSink {
+  changed(op: "save" | "delete", key: string): void;
+}
+
+/** An operator you opened yourself, as a profile of {@link DeviceStorage.fromOperators}. */
+export interface OperatorProfile {
+  name: string;
+  op: Operator;
+  /** A fixed rank value (lower is faster) instead of the probe's latency. */
+  speed?: number;
+  /** Time limit of each call in ms. */
+  timeoutMs?: number;
+  /** Retries of transient failures. @default 0 */
+  retries?: number;
+  /** Other instances write to it (see the `shared` profile option). @default by scheme: true for redis, postgresql, mysql, s3, ... */
+  shared?: boolean;
 }
 
 /** Tuning of live ranking (see {@link DeviceStorageOptions.liveRanking}). */
@@ -54,6 +78,14 @@ export interface DeviceStorageOptions {
    * @default true
    */
   liveRanking?: boolean | LiveRankingOptions;
+  /**
+   * How this storage takes part in the coherence bus of the settings' `[coherence]` table (ignored without one).
+   * `subscribe: false` only announces this storage's changes (a short-lived tool such as the CLI): its local
+   * profiles then never serve reads, since it does not hear of other instances' changes.
+   * `origin` names this instance on the bus. `bus` is the `[coherence]` table for storage made by
+   * `fromOperators` (`fromSettings` takes the settings' own). @default { subscribe: true, origin: a random UUID }
+   */
+  coherence?: { subscribe?: boolean; origin?: string; bus?: Readonly<Record<string, string>> };
 }
 
 /**
@@ -76,6 +108,8 @@ export type TierState =
 export interface ProfileStats {
   /** Whether the tier serves now (see {@link TierState}). */
   state?: TierState;
+  /** Whether other instances write to it (`shared`), or it is this instance's own (local). */
+  shared?: boolean;
   hits: number;
   misses: number;
   /** Loads this tier answered after the faster ones missed. */
@@ -194,6 +228,8 @@ export interface TierSpec {
   readonly state: TierState;
   /** The profile's `read_only` option: saves skip it. */
   readonly readOnly?: boolean | undefined;
+  /** Other instances write to it (the `shared` option): the coherence bus publishes its changes. */
+  readonly shared?: boolean | undefined;
   /** Opens the profile's operator again (profiles from settings): a down or read-only tier's retry may need a new one. */
   readonly reopen?: (() => Promise<Operator>) | undefined;
 }
@@ -201,4 +237,59 @@ export interface TierSpec {
 /** A value's size and modification time in one tier, and its expiry if it has a TTL. */
 export interface TierStat extends StatResult {
   expiresAt?: number | undefined;
+}
+
+/** Options of {@link DeviceStorage.getOrSet}. Durations in ms; every one is checked (`NaN` or negative: an error). */
+export interface GetOrSetOptions<V = unknown> {
+  /**
+   * How long the factory's value is fresh. Without it the value never goes
+   * stale (the profiles' own `ttl_ms`, if any, still ends it).
+   * @default undefined (never stale)
+   * @example { ttlMs: 60_000 }
+   */
+  ttlMs?: number | undefined;
+  /**
+   * How long a value stays kept after `ttlMs`: within it, it is served
+   * (stale) while one background call of the factory replaces it, and it is
+   * served on when the factory fails. Needs `ttlMs`. The stored expiry is
+   * `ttlMs + graceMs` after the save, so every profile keeps the value that
+   * long and a plain `loadValue` returns it; "fresh" is that expiry minus the
+   * `graceMs` of the call asking.
+   * @default 0 (an expired value is absent)
+   * @example { ttlMs: 60_000, graceMs: 3_600_000 }
+   */
+  graceMs?: number | undefined;
+  /**
+   * How long a caller holding a stale value waits for the factory's fresh
+   * one before it gets the stale value (the factory keeps running and its
+   * value is saved when it arrives). Only a stale value cuts the wait: with
+   * no value at all, the caller waits for the factory however long it takes.
+   * @default 0 (a stale value is served at once)
+   * @example { ttlMs: 60_000, graceMs: 600_000, timeoutMs: 50 }
+   */
+  timeoutMs?: number | undefined;
+  /**
+   * Turns the stored JSON into the caller's type (as for `loadValue`); a
+   * stored value it refuses counts as absent, so the factory replaces it.
+   * The factory's own value is returned as it is.
+   * @default undefined (the parsed JSON as it is)
+   * @example { decode: (json) => userSchema.parse(json) }
+   */
+  decode?: Decoder<V> | undefined;
+}
+
+/** Counters of {@link DeviceStorage.getOrSet} for one storage, from `getOrSetStats(storage)`. */
+export interface GetOrSetStats {
+  /** Calls served a fresh stored value (no factory call). */
+  fresh: number;
+  /** Calls served a stale value (within grace: at once, after `timeoutMs`, or because the factory failed). */
+  stale: number;
+  /** Calls that found no value (or an undecodable one) and waited for the factory. */
+  misses: number;
+  /** Factory calls started (one per key at a time, however many callers wait). */
+  factoryCalls: number;
+  /** Factory calls that failed (threw, rejected or returned `undefined`); each is logged at warn when a stale value was served instead. */
+  factoryErrors: number;
+  /** Saves of a factory's value that failed in some profile (logged at warn; the value is still returned). */
+  saveErrors: number;
 }

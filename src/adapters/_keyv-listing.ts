@@ -1,0 +1,92 @@
+/**
+ * Finding a Keyv namespace's entries for `clear` and the iterator: the
+ * storage has no tiered listing, so every profile that can list is asked and
+ * the keys are merged; a profile that could not be asked is named, so a
+ * `clear` never looks complete when it was not.
+ *
+ * @module
+ */
+import {
+  ClosedError,
+  type DeviceStorage,
+  type PersistenceError,
+  UnavailableError,
+  UnsupportedError,
+} from "../index.js";
+
+/** Keys per batch read (the iterator) and deletes in flight (`clear`, `deleteMany`). */
+export const BATCH = 32;
+
+/** A profile a listing could not ask, and why. */
+export interface Missed {
+  profile: string;
+  reason: string;
+  /** The backend has no listing at all (not a failure that may pass). */
+  unsupported?: boolean;
+}
+
+/** The storage keys found, sorted, and the profiles that could not be listed. */
+export interface Listing {
+  keys: string[];
+  missed: Missed[];
+}
+
+/**
+ * Every storage key under `folder`, merged from each profile that can list.
+ * @throws ClosedError when the storage is closed.
+ */
+export async function listFolder(storage: DeviceStorage, folder: string): Promise<Listing> {
+  // The tiers of a closed storage are still there: say closed, not "could not list".
+  if (storage.closed) throw new ClosedError("DeviceStorage is closed");
+  const keys = new Set<string>();
+  const missed: Missed[] = [];
+  await Promise.all(
+    storage.tiers.map(async (tier) => {
+      // A down tier's capabilities are not known until it rejoins: down, not "cannot list".
+      if (tier.state.kind === "down") {
+        missed.push({ profile: tier.name, reason: `down (${tier.state.reason})` });
+        return;
+      }
+      if (!tier.capabilities.list) {
+        missed.push({ profile: tier.name, reason: `${tier.scheme} cannot list its keys`, unsupported: true });
+        return;
+      }
+      try {
+        for (const key of await tier.list(folder)) keys.add(key);
+      } catch (err) {
+        missed.push({ profile: tier.name, reason: err instanceof Error ? err.message : String(err) });
+      }
+    }),
+  );
+  return { keys: [...keys].sort(), missed };
+}
+
+/**
+ * The error of a `clear` or an iteration that could not list every profile:
+ * `UnsupportedError` when the only ones missed cannot list at all, else an
+ * `UnavailableError` naming each.
+ */
+export function incomplete(
+  what: "clear" | "iterator",
+  namespace: string | undefined,
+  missed: readonly Missed[],
+): PersistenceError {
+  const ns = namespace === undefined ? "no namespace" : `namespace ${JSON.stringify(namespace)}`;
+  const detail = missed.map((m) => `${m.profile}: ${m.reason}`).join("; ");
+  const lost = what === "clear" ? "not deleted" : "not iterated";
+  const message = `Keyv ${what} (${ns}) expected to list every profile, but ${missed.length} could not be listed (${detail}); keys only there were ${lost}`;
+  if (missed.every((m) => m.unsupported)) return new UnsupportedError(message);
+  return new UnavailableError(
+    message,
+    missed.map(({ profile, reason }) => ({ profile, reason })),
+  );
+}
+
+/** `fn` over `items`, at most {@link BATCH} at a time; the results in order. */
+export async function inBatches<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = [];
+  for (let i = 0; i < items.length; i += BATCH) {
+    out.push(...(await Promise.all(items.slice(i, i + BATCH).map(fn))));
+  }
+  return out;
+}
