@@ -87,3 +87,8 @@ function describe(value: unknown): string {
   if (Array.isArray(value)) return "array";
   return typeof value;
 }
+
+/** Whether `entry` is the one of `key` in `namespace` (a hashed storage key could, in theory, hold another's). */
+export function owns(entry: KeyvEntry, key: string, namespace: string | undefined): boolean {
+  return entry.key === key && entry.namespace === namespace;
+}

@@ -16,7 +16,7 @@ import type {
 } from "@opentelemetry/api";
 import type { DeviceStorage } from "../index.js";
 
-/** Names of the metrics {@link import("./otel.js").instrument} records. */
+/** Names of the metrics that `instrument` (otel.ts) records. */
 export const METRICS = {
   /** Histogram, seconds: one point per operation, with `terraphim.operation`, `terraphim.profile`, `terraphim.outcome`. */
   duration: "terraphim.persistence.operation.duration",

@@ -30,17 +30,12 @@ import {
   type SaveOptions,
   type StorageSettings,
 } from "../index.js";
-import { decodeEntry, type KeyvEntry, toStoredEntry } from "./_keyv-entry.js";
+import { decodeEntry, type KeyvEntry, owns, toStoredEntry } from "./_keyv-entry.js";
 import { checkRoot, isHashed, namespaceSegment, segmentOf } from "./_keyv-keys.js";
 import { BATCH, inBatches, incomplete, type Listing, listFolder } from "./_keyv-listing.js";
+import { KEYV_ITERABLE_AS, type KeyvTerraphimOpts } from "./_keyv-opts.js";
 
-/**
- * Keyv 5.6 gives `keyv.iterator()` only to stores whose `opts.dialect` or
- * `opts.url` names one of its built-in iterable adapters (a fixed list in its
- * source: sqlite, postgres, mysql, mongo, redis, valkey, etcd). This store
- * iterates the way the Redis store does (a prefix listing), so its `url` says so.
- */
-const KEYV_ITERABLE_AS = "redis";
+export type { KeyvTerraphimOpts } from "./_keyv-opts.js";
 
 /** Options of {@link KeyvTerraphim}. */
 export interface KeyvTerraphimOptions {
@@ -82,19 +77,6 @@ export interface KeyvTerraphimSettingsOptions extends Omit<KeyvTerraphimOptions,
    * @example { storageOptions: { logger: silentLogger } }
    */
   storageOptions?: DeviceStorageOptions;
-}
-
-/** The store's `opts`, as Keyv reads them (Keyv and its test suite may add fields). */
-export interface KeyvTerraphimOpts {
-  /** Always `"terraphim"`. */
-  dialect: string;
-  /** `terraphim://<root>`, tagged so that Keyv 5 exposes `keyv.iterator()` (see the source). */
-  url: string;
-  /** The checked {@link KeyvTerraphimOptions.root}. */
-  root: string;
-  /** {@link KeyvTerraphimOptions.throwOnErrors}. */
-  throwOnErrors: boolean;
-  [option: string]: unknown;
 }
 
 /**
@@ -399,9 +381,4 @@ export class KeyvTerraphim extends EventEmitter implements Omit<KeyvStoreAdapter
     // With no listener, EventEmitter throws the error: the call rejects rather than losing it.
     this.emit("error", err);
   }
-}
-
-/** Whether `entry` is the one of `key` in `namespace` (a hashed storage key could, in theory, hold another's). */
-function owns(entry: KeyvEntry, key: string, namespace: string | undefined): boolean {
-  return entry.key === key && entry.namespace === namespace;
 }

@@ -21,6 +21,7 @@ import { registerRepair } from "./repair.js";
 import { registerRm } from "./rm.js";
 import { registerStat } from "./stat.js";
 import { registerVerify } from "./verify.js";
+import { registerWatch } from "./watch.js";
 
 /** Builds the command-line program (without running it). */
 export function createProgram(): Command {
@@ -51,6 +52,7 @@ export function createProgram(): Command {
     registerMigrate,
     registerVerify,
     registerRepair,
+    registerWatch,
     registerBench,
     registerDoctor,
     registerDemo,

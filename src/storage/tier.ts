@@ -149,8 +149,7 @@ export class Tier {
   /** Counters, with quota usage where the profile has a quota. */
   stats(): T.ProfileStats {
     const usage = this.#op.usage?.();
-    const stats = { ...this.counters, shared: this.shared, state: this.state };
-    return usage ? { ...stats, usage } : stats;
+    return { ...this.counters, shared: this.shared, state: this.state, ...(usage ? { usage } : {}) };
   }
 
   /** @internal Reads the tier's TTL marker (and sidecars) at start-up. */

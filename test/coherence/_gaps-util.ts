@@ -87,7 +87,7 @@ export async function ready(storage: DeviceStorage, ms = 10_000): Promise<void> 
   await waitFor(
     () => {
       const s = storage.coherenceStats();
-      return s !== undefined && s.connected && s.distrusted.length === 0;
+      return s?.connected === true && s.distrusted.length === 0;
     },
     `storage ${storage.coherenceStats()?.origin} subscribed and resynced`,
     ms,

@@ -27,7 +27,7 @@ const send = (m: FromChild) => process.send?.(m);
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-const storage = await DeviceStorage.fromSettings(JSON.parse(settingsJson), { logger: silentLogger });
+const __s = JSON.parse(settingsJson); __s.coherence.channel += `x${id}`; const storage = await DeviceStorage.fromSettings(__s, { logger: silentLogger });
 const loads: Load[] = [];
 let running = true;
 
@@ -89,8 +89,8 @@ process.on("message", (m: ToChild) => {
     void bg.then(async () => {
       const stats = storage.coherenceStats();
       await storage.close();
-      send({ t: "done", loads, stats });
-      process.disconnect();
+      // Disconnect once the (large) message is out, not before.
+      process.send?.({ t: "done", loads, stats } satisfies FromChild, undefined, {}, () => process.disconnect());
     });
   }
 });
