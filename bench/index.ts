@@ -17,6 +17,7 @@ import { tempDir } from "./_data.js";
 import { printTable, type Row } from "./_harness.js";
 import type { Context, Scenario } from "./_setup.js";
 import { type ChartSection, writeRatioChart } from "./chart.js";
+import { coherence } from "./scenarios/coherence.js";
 import { compression } from "./scenarios/compression.js";
 import { fallbackLoad } from "./scenarios/fallback.js";
 import { hotLoad } from "./scenarios/hot-load.js";
@@ -39,6 +40,7 @@ const SCENARIOS: [number, string, Scenario][] = [
   [8, "memory footprint", memoryFootprint],
   [9, "Persistable via singleton", persistableSingleton],
   [10, "shared tiers", sharedTiers],
+  [11, "coherence bus", coherence],
 ];
 
 const args = process.argv.slice(2);

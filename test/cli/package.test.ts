@@ -151,4 +151,45 @@ await storage.close();
     );
     expect(wrong).toMatch(/TS2322: Type 'Promise<DeviceStorage>' is not assignable to type 'number'/);
   }, 60_000);
+
+  it("ships keyv, unstorage and otel as subpath exports whose peers are optional (installed only by those who use them)", async () => {
+    for (const name of ["keyv", "unstorage", "otel"]) {
+      expect(files).toContain(`dist/adapters/${name}.js`);
+      expect(files).toContain(`dist/adapters/${name}.d.ts`);
+    }
+    // Optional peers: installing the package installed none of them.
+    for (const peer of ["keyv", "unstorage", join("@opentelemetry", "api")]) {
+      expect(existsSync(join(project, "node_modules", peer)), peer).toBe(false);
+    }
+    // The subpaths resolve (the exports map). The Keyv store needs nothing of keyv at run time (types
+    // only); the others name the missing peer.
+    const importIn = (code: string) =>
+      exec(process.execPath, ["--input-type=module", "-e", code], { cwd: project, env: t.env }).then(
+        (r) => r.stdout,
+        (e: { stderr: string }) => `FAILED ${e.stderr}`,
+      );
+    expect(await importIn('await import("terraphim-persistence/keyv"); console.log("ok")')).toBe("ok\n");
+    expect(await importIn('await import("terraphim-persistence/unstorage")')).toMatch(/FAILED[\s\S]*'unstorage'/);
+    expect(await importIn('await import("terraphim-persistence/otel")')).toMatch(/FAILED[\s\S]*'@opentelemetry\/api'/);
+    await exec(
+      "npm",
+      [
+        "install",
+        "keyv@5.6.0",
+        "unstorage@1.17.6",
+        "@opentelemetry/api@1.9.1",
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=error",
+      ],
+      { cwd: project, maxBuffer: 64 * 1024 * 1024, timeout: 300_000 },
+    );
+    const out = await importIn(
+      `const { KeyvTerraphim } = await import("terraphim-persistence/keyv");
+       const { terraphimDriver } = await import("terraphim-persistence/unstorage");
+       const { instrument } = await import("terraphim-persistence/otel");
+       console.log([typeof KeyvTerraphim, typeof terraphimDriver, typeof instrument].join(","));`,
+    );
+    expect(out.trim()).toBe("function,function,function");
+  }, 320_000);
 });

@@ -100,12 +100,24 @@ export async function missedMessages(instances: readonly DeviceStorage[], o: Mis
   try {
     for (let i = 0; i < o.kills; i++) {
       await sleep(o.everyMs);
+      const gaps = instances.map((s) => s.coherenceStats()!.gaps);
       run.kills.push(await o.kill());
+      await waitFor(
+        () => instances.every((s, j) => s.coherenceStats()!.gaps > gaps[j]!),
+        "every listener saw the kill",
+      );
     }
-    await sleep(o.everyMs);
   } finally {
     stop = true;
     await Promise.all([writer, ...readers]);
+  }
+  // The listeners are still down (they come back 100 ms after at the earliest): each key changes once
+  // more, and no later message of that key repairs what the others missed; only the resync can.
+  for (const [i, k] of keys.entries()) {
+    const value = ++n;
+    await instances[i % instances.length]!.saveValue(k, { n: value });
+    last.set(k, value);
+    run.saves++;
   }
   await Promise.all(instances.map((s) => s.flush()));
   await Promise.all(instances.map((s) => ready(s)));

@@ -13,7 +13,8 @@ import { DeviceStorage, NotFoundError, silentLogger } from "../../src/index.js";
 import { type FromChild, keyName, type Load, type ToChild, type Value } from "./_protocol.js";
 
 const [settingsJson, idArg, keysArg] = process.argv.slice(2);
-if (!settingsJson || !idArg || !keysArg || !process.send) throw new Error("usage: fork _instance.ts <settings> <id> <keys>");
+if (!settingsJson || !idArg || !keysArg || !process.send)
+  throw new Error("usage: fork _instance.ts <settings> <id> <keys>");
 const id = Number(idArg);
 const keyCount = Number(keysArg);
 /** Pause between two background loads. */
@@ -27,7 +28,7 @@ const send = (m: FromChild) => process.send?.(m);
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-const __s = JSON.parse(settingsJson); __s.coherence.channel += `x${id}`; const storage = await DeviceStorage.fromSettings(__s, { logger: silentLogger });
+const storage = await DeviceStorage.fromSettings(JSON.parse(settingsJson), { logger: silentLogger });
 const loads: Load[] = [];
 let running = true;
 
@@ -59,7 +60,8 @@ async function watch(k: number, v: number, ackAt: number): Promise<void> {
   for (;;) {
     const l = await load(k, true);
     if (l.v >= v) return void send({ t: "seen", k, v, at: l.end, delay: l.end - ackAt, ok: true });
-    if (now() - ackAt > WATCH_DEADLINE_MS) return void send({ t: "seen", k, v, at: l.end, delay: l.end - ackAt, ok: false });
+    if (now() - ackAt > WATCH_DEADLINE_MS)
+      return void send({ t: "seen", k, v, at: l.end, delay: l.end - ackAt, ok: false });
     await sleep(POLL_MS);
   }
 }
@@ -75,6 +77,8 @@ for (;;) {
 const bg = background();
 send({ t: "ready", origin: storage.coherenceStats()?.origin ?? "" });
 
+// The coordinator is gone (it ended, or died): so is this instance.
+process.once("disconnect", () => process.exit(0));
 process.on("message", (m: ToChild) => {
   if (m.t === "save") {
     const value: Value = { w: id, v: m.v, pad: "x".repeat(200) };

@@ -235,13 +235,18 @@ describe.skipIf(!ok)("coherence gaps", () => {
     arrived.length = 0;
     expect(await localCopy(b, "mem", key)).toBeUndefined();
 
-    chaos.faults = { methods: ["read"], replyDelayMs: 600 };
+    chaos.faults = { methods: ["read"], replyDelayMs: 1000 };
     const before = readsAnswered;
     const slow = b.loadValue<{ v: number }>(key);
+    let returned = false;
+    void slow.then(() => {
+      returned = true;
+    });
     await waitFor(() => readsAnswered > before, "B's fallback read answered by redis (holding v1)");
     await writer.saveValue(key, { v: 2 });
     await writer.flush();
     await waitFor(() => arrived.includes(key), "v2's message at B");
+    expect(returned).toBe(false); // the message came while the read was in flight
     const skipped = b.stats().mem!.writeBacksSkipped;
 
     // The slow read returns what it read (v1: it began before the save) but never caches it.

@@ -9,8 +9,9 @@
  * version and lets one instance at a time save a key, so a key's versions are
  * acknowledged in increasing order. After each acknowledged save the other
  * three instances poll the key until they load that version (or a newer one):
- * the delay from the ack to that load is the propagation window, whose p99
- * must stay within 100 ms. Every load of every instance is then checked: a
+ * the delay from the ack to the end of that load is the propagation window
+ * (an upper bound: it includes the IPC hop that tells them to look), whose
+ * p99 must stay within 100 ms. Every load of every instance is then checked: a
  * load that began more than 100 ms after a version was acknowledged must not
  * return an older one; an instance must never read an older value than its
  * own acknowledged save; and once an instance has seen a version it must never
@@ -93,7 +94,8 @@ async function run(settings: object) {
       resolve?.(m);
     });
     p.once("exit", (code, signal) => {
-      if (!finished.has(i) || code !== 0) crash(new Error(`instance ${i} exited (${code ?? signal}): ${stderr.slice(-2000)}`));
+      if (!finished.has(i) || code !== 0)
+        crash(new Error(`instance ${i} exited (${code ?? signal}): ${stderr.slice(-2000)}`));
     });
     procs.push(p);
   }
@@ -120,7 +122,7 @@ async function run(settings: object) {
       const m = await guard(acked);
       if (m.t !== "acked") {
         failures.push(`save of key ${k} v${v} by instance ${writer} failed: ${m.t === "failed" ? m.error : m.t}`);
-        version[k]!--;
+        // Not handed out again (the failed save may have landed): the test fails on it anyway.
         busy.delete(k);
         return;
       }
@@ -162,7 +164,11 @@ function analyse(acks: readonly Ack[], samples: readonly Sample[], loads: readon
   const byKey = Array.from({ length: KEYS }, () => new Map<number, Ack>());
   for (const a of acks) byKey[a.k]!.set(a.v, a);
   const problems: string[] = [];
-  let staleWithinWindow = 0;
+  const problem = (p: string) => {
+    if (problems.length < 20) problems.push(p);
+  };
+  /** Older values returned within the window, by background loads and by polls of a watched key. */
+  const staleWithinWindow = { background: 0, polls: 0 };
   let staleAfterWindow = 0;
   let ownStale = 0;
   let regressions = 0;
@@ -180,11 +186,11 @@ function analyse(acks: readonly Ack[], samples: readonly Sample[], loads: readon
       for (const a of byKey[l.k]!.values()) if (a.writer === i && a.v > l.v && a.at <= l.start) own = true;
       if (own) {
         ownStale++;
-        problems.push(`instance ${i} read key ${l.k} v${l.v} after acknowledging a newer save of its own`);
+        problem(`instance ${i} read key ${l.k} v${l.v} after acknowledging a newer save of its own`);
       } else if (age > WINDOW_MS) {
         staleAfterWindow++;
-        problems.push(`instance ${i} read key ${l.k} v${l.v} ${age.toFixed(1)} ms after v${l.v + 1} was acknowledged`);
-      } else staleWithinWindow++;
+        problem(`instance ${i} read key ${l.k} v${l.v} ${age.toFixed(1)} ms after v${l.v + 1} was acknowledged`);
+      } else staleWithinWindow[l.watch ? "polls" : "background"]++;
     }
   });
   for (const s of samples) {
@@ -192,7 +198,7 @@ function analyse(acks: readonly Ack[], samples: readonly Sample[], loads: readon
     for (const l of loads[s.reader]!) {
       if (l.k === s.k && l.start > s.at && l.v < s.v) {
         regressions++;
-        problems.push(`instance ${s.reader} read key ${s.k} v${l.v} after it had already seen v${s.v}`);
+        problem(`instance ${s.reader} read key ${s.k} v${l.v} after it had already seen v${s.v}`);
       }
     }
   }
@@ -220,7 +226,8 @@ async function check(engine: string, settings: object) {
       `  propagation window (ack -> another instance loads that version), ${delays.length} samples: ` +
         `p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, max ${percentile(delays, 1).toFixed(2)} ms; not seen within 3 s: ${notSeen}`,
       `  loads: ${all.length} (${((100 * local) / all.length).toFixed(0)}% from memory); older value returned: ` +
-        `${a.staleWithinWindow} within ${WINDOW_MS} ms of the newer ack (oldest ${a.maxStaleAge.toFixed(2)} ms), ` +
+        `${a.staleWithinWindow.background} background loads and ${a.staleWithinWindow.polls} polls within ${WINDOW_MS} ms ` +
+        `of the newer ack (the oldest ${a.maxStaleAge.toFixed(2)} ms after it), ` +
         `${a.staleAfterWindow} after it, ${a.ownStale} after an own save, ${a.regressions} after having seen the newer one`,
       `  bus: sent ${stats.map((s) => s?.sent).join("/")}, received ${stats.map((s) => s?.received).join("/")}, ` +
         `gaps ${stats.map((s) => s?.gaps).join("/")}, publish failures ${stats.map((s) => s?.publishFailures).join("/")}`,
@@ -228,14 +235,14 @@ async function check(engine: string, settings: object) {
     ].join("\n"),
   );
   expect(r.failures).toEqual([]);
+  expect(a.problems).toEqual([]);
+  expect(notSeen).toBe(0);
+  expect(p99).toBeLessThanOrEqual(WINDOW_MS);
   // Enough traffic for a p99, and the memory profiles really served reads (else nothing was tested).
   expect(r.acks.length).toBeGreaterThanOrEqual(100);
   expect(r.samples.length).toBe(r.acks.length * (INSTANCES - 1));
   expect(local / all.length).toBeGreaterThan(0.3);
   for (const s of stats) expect(s?.received).toBeGreaterThan(0);
-  expect(notSeen).toBe(0);
-  expect(p99).toBeLessThanOrEqual(WINDOW_MS);
-  expect(a.problems).toEqual([]);
 }
 
 const id = () => randomBytes(6).toString("hex");
@@ -269,7 +276,10 @@ describe.skipIf(!pgOk)("four processes, memory over PostgreSQL, bus on LISTEN/NO
     await psql(`CREATE TABLE ${tag} (key TEXT PRIMARY KEY, value BYTEA NOT NULL)`);
     try {
       await check("postgresql LISTEN/NOTIFY", {
-        profiles: { mem: { type: "memory" }, shared: { type: "postgresql", connection_string, table: tag, pool_size: "2" } },
+        profiles: {
+          mem: { type: "memory" },
+          shared: { type: "postgresql", connection_string, table: tag, pool_size: "2" },
+        },
         coherence: { type: "postgresql", connection_string, channel: tag },
       });
     } finally {
