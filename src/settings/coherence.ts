@@ -22,6 +22,11 @@ export interface CoherenceConfig {
   channel: string;
   /** How often each instance says which message it sent last, so a lost last message is a gap too. @default 5000 */
   heartbeatMs: number;
+  /**
+   * While busy, changes are gathered for this long after the last message before the next goes out (an
+   * idle bus sends at the end of the event-loop turn). @default 1 (redis), 3 (postgresql)
+   */
+  batchMs: number;
   /** The connection options (`endpoint`, `cluster_endpoints`, `username`, `password`, `db`; or `connection_string`). */
   connection: Record<string, string>;
 }
@@ -30,7 +35,10 @@ export const DEFAULT_CHANNEL = "terraphim-persistence";
 const DEFAULT_HEARTBEAT_MS = 5000;
 /** PostgreSQL identifiers (and so LISTEN channels) are at most 63 bytes. */
 const MAX_PG_CHANNEL_BYTES = 63;
-const COMMON_KEYS = ["type", "channel", "heartbeat_ms"];
+/** A NOTIFY costs PostgreSQL more than a PUBLISH costs Redis: it gathers longer (measured in BENCHMARKS.md, scenario 11). */
+const DEFAULT_BATCH_MS: Record<CoherenceType, number> = { redis: 1, postgresql: 3 };
+const MAX_BATCH_MS = 1000;
+const COMMON_KEYS = ["type", "channel", "heartbeat_ms", "batch_ms"];
 const CONNECTION_KEYS: Record<CoherenceType, readonly string[]> = {
   redis: ["endpoint", "cluster_endpoints", "username", "password", "db"],
   postgresql: ["connection_string"],
@@ -95,7 +103,16 @@ export function checkCoherence(raw: CoherenceSettings, where = ""): CoherenceCon
       );
     }
   }
+  let batchMs = DEFAULT_BATCH_MS[t];
+  if (raw.batch_ms !== undefined) {
+    batchMs = Number(raw.batch_ms.trim());
+    if (!Number.isFinite(batchMs) || batchMs < 0 || batchMs > MAX_BATCH_MS) {
+      throw new SettingsError(
+        `coherence.batch_ms: expected a number of ms from 0 to ${MAX_BATCH_MS}, got ${JSON.stringify(raw.batch_ms)}${where}`,
+      );
+    }
+  }
   const connection: Record<string, string> = {};
   for (const key of CONNECTION_KEYS[t]) if (raw[key] !== undefined) connection[key] = raw[key];
-  return { type: t, channel, heartbeatMs, connection };
+  return { type: t, channel, heartbeatMs, batchMs, connection };
 }

@@ -123,6 +123,7 @@ export class Tier {
     await this.#expiry.init();
     this.#probe = probe;
     this.#state.up(state, this.#breaker());
+    if (!this.shared) this.#ctx.changes?.rejoined(this.name);
   }
 
   /** @internal The breaker opened or closed: announced as a state change. */

@@ -27,6 +27,8 @@ export interface StorageSettings {
 /** What hears of each save and delete that reached a shared tier (the coherence bus). */
 export interface ChangeSink {
   changed(op: "save" | "delete", key: string): void;
+  /** A local tier that was down serves again: it missed every change meanwhile. */
+  rejoined(profile: string): void;
 }
 
 /** An operator you opened yourself, as a profile of {@link DeviceStorage.fromOperators}. */

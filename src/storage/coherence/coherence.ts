@@ -116,7 +116,7 @@ export class Coherence implements ChangeSink {
    */
   async start(): Promise<void> {
     this.#transport = await openTransport(this.#config);
-    this.#outbox = new Outbox(this.origin, this.#transport, this.#logger, this.#config.heartbeatMs);
+    this.#outbox = new Outbox(this.origin, this.#transport, this.#logger, this.#config);
     if (!this.#ranking.all.some((t) => t.shared)) {
       this.#logger.warn({}, "coherence bus configured, but no profile is shared: it has nothing to keep coherent");
       return;
@@ -149,6 +149,14 @@ export class Coherence implements ChangeSink {
   /** A save or delete reached a shared tier: announce it. */
   changed(op: "save" | "delete", key: string): void {
     this.#outbox?.add(op, key);
+  }
+
+  /** A local tier back from `down` missed every message meanwhile: out of the read path until resynced. */
+  rejoined(profile: string): void {
+    const tier = this.#local.find((t) => t.name === profile);
+    if (!tier || !this.#ranking.all.some((t) => t.shared)) return;
+    this.#ranking.distrust(tier);
+    if (this.#connected) this.#startResync();
   }
 
   /** Calls `listener` for each change another instance announces. Returns the function that stops it. */
@@ -278,9 +286,9 @@ export class Coherence implements ChangeSink {
     if (this.#closed) return;
     this.#counts.gaps++;
     this.#generation++;
+    this.#distrustLocal();
     this.#logger.warn({ reason }, "coherence bus: gap; local profiles are out of the read path until resynced");
     if (busChannel.hasSubscribers) busChannel.publish({ event: "gap", origin: this.origin, reason });
-    this.#distrustLocal();
     if (this.#connected) this.#startResync();
   }
 

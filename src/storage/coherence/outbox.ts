@@ -1,7 +1,8 @@
 /**
  * The sending side of the coherence bus. Keys changed in shared tiers are
- * gathered for one turn of the event loop and sent as few messages as the
- * engine's payload limit allows, each with the next sequence number. A
+ * gathered (for the rest of this turn of the event loop when the bus was idle,
+ * else until `batch_ms` after the last message) and sent as few messages as
+ * the engine's payload limit allows, each with the next sequence number. A
  * message that could not be sent puts its keys in a bounded, de-duplicated
  * retry queue; past the bound the queue is dropped (logged and counted) and
  * replaced by one `clear` of everything, so receivers still drop their copies.
@@ -40,7 +41,11 @@ export class Outbox {
   #seq = 0;
   /** Keys changed this turn, not yet sent. */
   #batch = { save: new Set<string>(), delete: new Set<string>() };
-  #scheduled: NodeJS.Immediate | undefined;
+  /** When the gathered keys go out: at the end of this turn, or when the batch window closes. */
+  #scheduled: { cancel(): void } | undefined;
+  /** When the last batch went out (ms, monotonic). */
+  #lastSent = -Infinity;
+  readonly #batchMs: number;
   /** Keys whose message could not be sent: sent again (de-duplicated) by the retry timer. */
   readonly #retry = { save: new Set<string>(), delete: new Set<string>() };
   /** The retry queue overflowed: send one `clear` of everything. */
@@ -49,12 +54,13 @@ export class Outbox {
   readonly #timers: NodeJS.Timeout[] = [];
   readonly stats: OutboxStats = { sent: 0, publishFailures: 0, overflowedKeys: 0, retryQueue: 0 };
 
-  constructor(origin: string, transport: Transport, logger: Logger, heartbeatMs: number) {
+  constructor(origin: string, transport: Transport, logger: Logger, timing: { heartbeatMs: number; batchMs: number }) {
     this.#origin = origin;
+    this.#batchMs = timing.batchMs;
     this.#transport = transport;
     this.#logger = logger;
     const retry = setInterval(() => this.#sendRetries(), RETRY_INTERVAL_MS);
-    const heartbeat = setInterval(() => this.#heartbeat(), heartbeatMs);
+    const heartbeat = setInterval(() => this.#heartbeat(), timing.heartbeatMs);
     retry.unref();
     heartbeat.unref();
     this.#timers.push(retry, heartbeat);
@@ -64,13 +70,23 @@ export class Outbox {
   add(op: Op, key: string): void {
     // A key saved and then deleted in one turn needs both: receivers drop it either way.
     this.#batch[op].add(key);
-    this.#scheduled ??= setImmediate(() => this.#flushBatch());
+    if (this.#scheduled) return;
+    // Idle: out at the end of this turn. Busy (a batch went out less than batchMs ago): gathered until
+    // the window closes, so a loop of awaited saves sends one message per window, not one per save.
+    const wait = this.#lastSent + this.#batchMs - performance.now();
+    if (wait <= 0) {
+      const t = setImmediate(() => this.#flushBatch());
+      this.#scheduled = { cancel: () => clearImmediate(t) };
+    } else {
+      const t = setTimeout(() => this.#flushBatch(), wait);
+      this.#scheduled = { cancel: () => clearTimeout(t) };
+    }
   }
 
   /** Sends what is gathered and waits for every message in flight (not for the retry queue). */
   async flush(): Promise<void> {
     if (this.#scheduled) {
-      clearImmediate(this.#scheduled);
+      this.#scheduled.cancel();
       this.#flushBatch();
     }
     while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
@@ -93,6 +109,7 @@ export class Outbox {
 
   #flushBatch(): void {
     this.#scheduled = undefined;
+    this.#lastSent = performance.now();
     const batch = this.#batch;
     this.#batch = { save: new Set(), delete: new Set() };
     for (const op of ["save", "delete"] as const) if (batch[op].size > 0) this.#send(op, [...batch[op]]);
