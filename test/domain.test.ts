@@ -6,12 +6,12 @@ import {
   addMessage,
   CONVERSATION_INDEX_KEY,
   type Conversation,
-  ConversationStore,
   conversationKey,
   createChatMessage,
   createConversation,
   summarizeConversation,
 } from "../src/domain/conversation.js";
+import { ConversationStore } from "../src/domain/conversation-store.js";
 import { Document, documentSchema, loadDocumentsByIds } from "../src/domain/document.js";
 import { createNormalizedTerm, Thesaurus, thesaurusSchema } from "../src/domain/thesaurus.js";
 import { BackendError, DeserializeError, InvalidKeyError, NotFoundError, PersistenceError } from "../src/errors.js";

@@ -12,7 +12,6 @@ export {
   type ContextType,
   type Conversation,
   type ConversationIndex,
-  ConversationStore,
   type ConversationSummary,
   conversationIndexSchema,
   conversationKey,
@@ -22,6 +21,7 @@ export {
   summarizeConversation,
   validateConversationId,
 } from "./conversation.js";
+export { ConversationStore } from "./conversation-store.js";
 export {
   DOCUMENT_TYPES,
   Document,

@@ -18,7 +18,7 @@ import {
   serdeSchema,
   str,
   uint,
-} from "./document.js";
+} from "./_serde.js";
 
 /**
  * `terraphim_types::NormalizedTerm`: the concept a synonym maps to. Optional

@@ -187,9 +187,8 @@ export class Tier {
   }
 
   /**
-   * Writes stored bytes (or JSON text) under `key`, with an expiry from
-   * `options` or the profile's `ttl_ms`. A write-back of `key` in flight from
-   * an earlier read will not land over it.
+   * Writes stored bytes (or JSON text) under `key`, with an expiry from `options` or the profile's
+   * `ttl_ms`. A write-back of `key` in flight from an earlier read will not land over it.
    */
   async write(key: string, data: Uint8Array | string, options: T.ExpiryOptions = {}): Promise<void> {
     validateKey(key, this.name);
@@ -233,8 +232,7 @@ export class Tier {
   }
 
   /**
-   * Every key starting with `prefix`, sorted, without the library's reserved
-   * keys and without expired values.
+   * Every key starting with `prefix`, sorted, without the library's reserved keys and expired values.
    * @throws UnsupportedError where the backend cannot list (`capabilities.list` is false).
    */
   async list(prefix = ""): Promise<string[]> {
