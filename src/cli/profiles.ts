@@ -19,6 +19,8 @@ export interface ProfileRow {
   /** Measured median probe read in µs. */
   measuredSpeed?: number;
   timeoutMs?: number;
+  /** Whether other instances write to it (`shared`), or it is this instance's own (local); absent when left out. */
+  shared?: boolean;
   capabilities?: OperatorCapabilities;
   /** Options as configured, secrets replaced by `***`. */
   options: Record<string, string>;
@@ -46,6 +48,7 @@ export function registerProfiles(program: Command): void {
               speed: round(e.rankLatencyUs),
               measuredSpeed: round(e.probeLatencyUs),
               ...(e.timeoutMs === undefined ? {} : { timeoutMs: e.timeoutMs }),
+              shared: e.shared,
               capabilities: { ...e.capabilities },
               options: optionsOf(e.name),
             }));
@@ -57,6 +60,7 @@ export function registerProfiles(program: Command): void {
                 status: "down",
                 state: e.state,
                 ...(e.timeoutMs === undefined ? {} : { timeoutMs: e.timeoutMs }),
+                shared: e.shared,
                 options: optionsOf(e.name),
                 ...(storage.profileErrors.get(e.name) ? { error: errorJson(storage.profileErrors.get(e.name)) } : {}),
               }));
@@ -85,7 +89,7 @@ export function registerProfiles(program: Command): void {
         output.result({ settings: settings.source ?? null, profiles: rows }, () => [
           `settings: ${settings.source ?? "(built-in defaults)"}`,
           ...table(
-            ["#", "profile", "scheme", "speed", "capabilities", "status", "state", "options"],
+            ["#", "profile", "scheme", "speed", "capabilities", "status", "state", "sharing", "options"],
             rows.map((r) => [
               r.rank === undefined ? "-" : String(r.rank),
               r.name,
@@ -94,6 +98,7 @@ export function registerProfiles(program: Command): void {
               r.capabilities ? formatCapabilities(r.capabilities) : "-",
               r.status === "ok" ? (r.rank === 1 ? "ok (fastest)" : "ok") : r.status === "down" ? "down" : "left out",
               r.state ? stateText(r.state) : "-",
+              r.shared === undefined ? "-" : r.shared ? "shared" : "local",
               formatOptions(r.options),
             ]),
           ),

@@ -68,6 +68,16 @@ describe.each(["redis", "postgresql"] as const)("CLI on a %s coherence bus", (bu
     s?.t.cleanup();
   });
 
+  it("profiles shows which profiles are shared and which local", async () => {
+    const r = await run("profiles", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const rows = json<{ profiles: { name: string; shared: boolean }[] }>(r).profiles;
+    expect(Object.fromEntries(rows.map((p) => [p.name, p.shared]))).toEqual({ mem: false, redis: true });
+    const text = await run("profiles");
+    expect(text.stdout).toMatch(/mem .*local/);
+    expect(text.stdout).toMatch(/redis .*shared/);
+  }, 30_000);
+
   it("put and rm reach a running application, and watch prints keys and operations but no value", async () => {
     const key = "document_cli.json";
     await s.app.saveValue(key, { v: 1 });
