@@ -199,6 +199,12 @@ describe("storage.profile(name): the Tier handle", () => {
     await expect(t.write("a.json", "{}", { ttlMs: -1 })).rejects.toThrow(
       /ttlMs.*positive number of milliseconds, got -1/,
     );
+    // Infinity would be stored as JSON null ("never expires"): refused, like NaN.
+    await expect(s.saveValue("inf.json", 1, { ttlMs: Number.POSITIVE_INFINITY })).rejects.toThrow(
+      /ttlMs.*positive number of milliseconds \(finite\), got Infinity/,
+    );
+    await expect(t.write("a.json", "{}", { expiresAt: Number.NaN })).rejects.toThrow(/\(finite\), got NaN/);
+    expect(await s.exists("inf.json")).toBe(false);
     await t.delete("a.json");
     expect(await t.exists("a.json")).toBe(false);
   });

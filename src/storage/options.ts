@@ -174,12 +174,16 @@ function numberOption(profile: string, key: string, raw: string | undefined, min
  * @throws PersistenceError naming the option and what was got.
  */
 export function checkMs(value: unknown, what: string, zero: "zero allowed" | "positive", key?: string): number {
-  const ok = typeof value === "number" && (zero === "positive" ? value > 0 : value >= 0);
+  // Infinity is refused too: a TTL of Infinity would be stored as `null` ("never expires") by JSON.
+  const ok = typeof value === "number" && Number.isFinite(value) && (zero === "positive" ? value > 0 : value >= 0);
   if (!ok) {
     const kind = zero === "positive" ? "a positive" : "a non-negative";
-    throw new PersistenceError(`Expected \`${what}\` to be ${kind} number of milliseconds, got ${String(value)}`, {
-      key,
-    });
+    throw new PersistenceError(
+      `Expected \`${what}\` to be ${kind} number of milliseconds${Number.isNaN(value) || value === Infinity ? " (finite)" : ""}, got ${String(value)}`,
+      {
+        key,
+      },
+    );
   }
   return value as number;
 }
