@@ -1,14 +1,13 @@
 /**
  * Finding a Keyv namespace's entries for `clear` and the iterator: the
- * storage has no tiered listing, so every profile that can list is asked and
- * the keys are merged; a profile that could not be asked is named, so a
- * `clear` never looks complete when it was not.
+ * storage's listing across profiles (`listKeys`); a profile that could not be
+ * asked is named, so a `clear` never looks complete when it was not.
  *
  * @module
  */
 import {
-  ClosedError,
   type DeviceStorage,
+  type KeyListing,
   type PersistenceError,
   UnavailableError,
   UnsupportedError,
@@ -18,47 +17,17 @@ import {
 export const BATCH = 32;
 
 /** A profile a listing could not ask, and why. */
-export interface Missed {
-  profile: string;
-  reason: string;
-  /** The backend has no listing at all (not a failure that may pass). */
-  unsupported?: boolean;
-}
+export type Missed = KeyListing["missed"][number];
 
 /** The storage keys found, sorted, and the profiles that could not be listed. */
-export interface Listing {
-  keys: string[];
-  missed: Missed[];
-}
+export type Listing = KeyListing;
 
 /**
- * Every storage key under `folder`, merged from each profile that can list.
+ * Every storage key under `folder`, merged from each profile that can list (`storage.listKeys`).
  * @throws ClosedError when the storage is closed.
  */
-export async function listFolder(storage: DeviceStorage, folder: string): Promise<Listing> {
-  // The tiers of a closed storage are still there: say closed, not "could not list".
-  if (storage.closed) throw new ClosedError("DeviceStorage is closed");
-  const keys = new Set<string>();
-  const missed: Missed[] = [];
-  await Promise.all(
-    storage.tiers.map(async (tier) => {
-      // A down tier's capabilities are not known until it rejoins: down, not "cannot list".
-      if (tier.state.kind === "down") {
-        missed.push({ profile: tier.name, reason: `down (${tier.state.reason})` });
-        return;
-      }
-      if (!tier.capabilities.list) {
-        missed.push({ profile: tier.name, reason: `${tier.scheme} cannot list its keys`, unsupported: true });
-        return;
-      }
-      try {
-        for (const key of await tier.list(folder)) keys.add(key);
-      } catch (err) {
-        missed.push({ profile: tier.name, reason: err instanceof Error ? err.message : String(err) });
-      }
-    }),
-  );
-  return { keys: [...keys].sort(), missed };
+export function listFolder(storage: DeviceStorage, folder: string): Promise<Listing> {
+  return storage.listKeys(folder);
 }
 
 /**

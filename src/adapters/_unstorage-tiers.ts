@@ -6,61 +6,34 @@
  * @module
  */
 import type { StorageMeta } from "unstorage";
-import {
-  type DeviceStorage,
-  NotFoundError,
-  type Tier,
-  type TierStat,
-  UnavailableError,
-  UnsupportedError,
-} from "../index.js";
-
-type Listing = { tier: Tier; keys: string[] } | { tier: Tier; error: unknown };
-
-function reason(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
+import { type DeviceStorage, NotFoundError, type TierStat, UnavailableError, UnsupportedError } from "../index.js";
 
 /**
- * Every storage key under `prefix`, from every tier that can list (a value is
- * saved to every profile, but a cache may hold one another process saved, or
- * may have evicted one): the union, sorted.
+ * Every storage key under `prefix`, from every profile that can list (`storage.listKeys`: a value is
+ * saved to every profile, but a cache may hold one another process saved, or may have evicted one).
  *
  * "Every key" needs a durable profile that answered when the storage has one:
  * @throws UnavailableError when every durable profile that can list is down or failed (naming each and why).
  * @throws UnsupportedError when the storage has durable profiles and none of them can list.
  */
 export async function listStored(storage: DeviceStorage, prefix: string): Promise<string[]> {
-  const listers = storage.tiers.filter((t) => t.capabilities.list);
-  const listings: Listing[] = await Promise.all(
-    listers.map((tier) =>
-      tier.list(prefix).then(
-        (keys) => ({ tier, keys }),
-        (error: unknown) => ({ tier, error }),
-      ),
-    ),
-  );
-  const answered = listings.filter((l): l is { tier: Tier; keys: string[] } => "keys" in l);
-  const durable = storage.tiers.filter((t) => t.capabilities.durable);
-  if (durable.length > 0 && !answered.some((l) => l.tier.capabilities.durable)) {
-    const failed = listings.filter((l) => "error" in l && l.tier.capabilities.durable);
+  const { keys, asked, missed } = await storage.listKeys(prefix);
+  const durable = storage.tiers.filter((t) => t.capabilities.durable || t.state.kind === "down");
+  if (durable.length > 0 && !durable.some((t) => asked.includes(t.name))) {
+    const failed = missed.filter((m) => !m.unsupported && (m.durable || durable.some((t) => t.name === m.profile)));
     if (failed.length === 0) {
       const names = durable.map((t) => `"${t.name}" (${t.scheme})`).join(", ");
       throw new UnsupportedError(`Expected a durable profile that can list its keys, got only ${names}, which cannot`);
     }
     throw new UnavailableError(
       `Cannot list the keys under ${JSON.stringify(prefix)}: no durable profile that can list answered`,
-      failed.map((l) => ({ profile: l.tier.name, reason: reason("error" in l ? l.error : undefined) })),
+      failed.map(({ profile, reason }) => ({ profile, reason })),
     );
   }
-  if (answered.length === 0) {
-    const first = listings.find((l) => "error" in l);
-    if (first && "error" in first) throw first.error;
+  if (asked.length === 0) {
     throw new UnsupportedError("Expected a profile that can list its keys, got none");
   }
-  const keys = new Set<string>();
-  for (const l of answered) for (const k of l.keys) keys.add(k);
-  return [...keys].sort();
+  return keys;
 }
 
 /**

@@ -6,7 +6,6 @@
  *
  * @module
  */
-import type { CoherenceConfig } from "../settings/coherence.js";
 import { Coherence } from "./coherence/coherence.js";
 import { WriteFence } from "./fence.js";
 import { HealthChecks } from "./health.js";
@@ -29,15 +28,10 @@ export interface Parts {
   coherence: Coherence | undefined;
 }
 
-export function assemble(
-  started: Started,
-  o: StorageOptions,
-  bus: CoherenceConfig | undefined,
-  lifecycle: Lifecycle & { closed: boolean },
-): Parts {
+export function assemble(started: Started, o: StorageOptions, lifecycle: Lifecycle & { closed: boolean }): Parts {
   const fence = new WriteFence();
   const ranking = new Ranking<Tier>(o.logger);
-  const coherence = bus && new Coherence(bus, ranking, fence, o.logger, o.coherence);
+  const coherence = o.bus && new Coherence(o.bus, ranking, fence, o.logger, o.coherence);
   const live = o.live !== undefined && started.specs.length + started.down.length > 1;
   const rejoiner = new Rejoiner(ranking, started, o, lifecycle);
   const context = { logger: o.logger, monitor: ranking, lifecycle, fence, watcher: rejoiner, changes: coherence };

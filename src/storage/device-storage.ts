@@ -9,10 +9,9 @@
 
 import { encodeJsonStored } from "../codec.js";
 import { ClosedError, PersistenceError } from "../errors.js";
-import { validateKey } from "../keys/index.js";
+import { validateKey, validatePrefix } from "../keys/index.js";
 import type { Logger } from "../logger.js";
 import type { Operator } from "../operators/types.js";
-import { type CoherenceConfig, checkCoherence } from "../settings/coherence.js";
 import { loadSettings } from "../settings/load.js";
 import { assemble } from "./assemble.js";
 import { loadChannel } from "./channels.js";
@@ -21,6 +20,7 @@ import type { Coherence, CoherenceStats, RemoteChange } from "./coherence/cohere
 import { getOrSet } from "./get-or-set.js";
 import type { HealthChecks } from "./health.js";
 import { checkConcurrency } from "./limit.js";
+import { listKeys } from "./list.js";
 import { checkMs, type StorageOptions, storageOptions } from "./options.js";
 import { prefetch } from "./prefetch.js";
 import type { Ranking, TierHealth } from "./ranking.js";
@@ -63,10 +63,10 @@ export class DeviceStorage {
   readonly #coherence: Coherence | undefined;
   readonly #state = { closed: false };
 
-  private constructor(started: Started, o: StorageOptions, bus: CoherenceConfig | undefined) {
+  private constructor(started: Started, o: StorageOptions) {
     this.profileErrors = started.errors;
     this.logger = o.logger;
-    const p = assemble(started, o, bus, this.#state);
+    const p = assemble(started, o, this.#state);
     [this.#ranking, this.#reader, this.#writer] = [p.ranking, p.reader, p.writer];
     [this.#health, this.#rejoiner, this.#coherence] = [p.health, p.rejoiner, p.coherence];
   }
@@ -78,12 +78,10 @@ export class DeviceStorage {
    * @throws NoOperatorError when no profile can be read (the message lists why each failed).
    */
   static async fromSettings(settings: T.StorageSettings, options: T.DeviceStorageOptions = {}): Promise<DeviceStorage> {
-    const o = storageOptions(options);
-    const table = settings.coherence ?? options.coherence?.bus;
-    const bus = table && checkCoherence(table);
+    const o = storageOptions(options, settings);
     for (const warning of settings.warnings ?? []) o.logger.warn(warning);
     const errors = new Map<string, PersistenceError>();
-    return DeviceStorage.#start(await openProfiles(settings, errors), errors, o, bus);
+    return DeviceStorage.#start(await openProfiles(settings, errors), errors, o);
   }
 
   /** Storage over operators you opened yourself; each is probed as in {@link fromSettings}; `speed` fixes the rank. */
@@ -91,24 +89,14 @@ export class DeviceStorage {
     profiles: readonly T.OperatorProfile[],
     options: T.DeviceStorageOptions = {},
   ): Promise<DeviceStorage> {
-    const bus = options.coherence?.bus && checkCoherence(options.coherence.bus);
-    return DeviceStorage.#start(openedOperators(profiles), new Map(), storageOptions(options), bus);
+    return DeviceStorage.#start(openedOperators(profiles), new Map(), storageOptions(options));
   }
 
-  static async #start(
-    opened: OpenedProfile[],
-    errors: Map<string, PersistenceError>,
-    o: StorageOptions,
-    bus?: CoherenceConfig,
-  ) {
-    const storage = new DeviceStorage(await probeAndRank(opened, errors, o.logger, o.probeReads), o, bus);
+  static async #start(opened: OpenedProfile[], errors: Map<string, PersistenceError>, o: StorageOptions) {
+    const storage = new DeviceStorage(await probeAndRank(opened, errors, o.logger, o.probeReads), o);
     await Promise.all(storage.ranked.map((t) => t.init()));
-    try {
-      await storage.#coherence?.start();
-    } catch (err) {
-      await storage.close();
-      throw err;
-    }
+    // A bus that cannot even be set up (bad connection options) closes what was opened.
+    await storage.#coherence?.start().catch((err) => storage.close().then(() => Promise.reject(err)));
     return storage;
   }
 
@@ -305,6 +293,20 @@ export class DeviceStorage {
    */
   getOrSet<V>(key: string, factory: () => V | Promise<V>, options: T.GetOrSetOptions<V> = {}): Promise<V> {
     return getOrSet(this, key, factory, options);
+  }
+
+  /**
+   * Every key under `prefix` in the profiles that can list (the union, sorted), who answered, and who could
+   * not be asked (down, failed, unable to list): `missed` is empty when the listing is complete.
+   */
+  listKeys(prefix = ""): Promise<T.KeyListing> {
+    try {
+      validatePrefix(prefix);
+      this.#checkOpen();
+      return listKeys(this.#ranking, prefix);
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /**

@@ -11,7 +11,8 @@ import { consoleLogger, type Logger } from "../logger.js";
 import { createOperator, NATIVE_SCHEMES } from "../operators/index.js";
 import type { Operator } from "../operators/types.js";
 import { parseSize, quotaOperator } from "../operators/wrappers/quota.js";
-import type { DeviceStorageOptions, LiveRankingOptions } from "./types.js";
+import { type CoherenceConfig, checkCoherence } from "../settings/coherence.js";
+import type { DeviceStorageOptions, LiveRankingOptions, StorageSettings } from "./types.js";
 
 /** Profile options the storage layer reads itself; they are never passed to the backend. */
 export const STORAGE_OPTION_KEYS: readonly string[] = Object.freeze([
@@ -197,10 +198,16 @@ export interface StorageOptions {
   healthCheckMs: number;
   /** How this storage takes part in a coherence bus. */
   coherence: { subscribe: boolean; origin: string | undefined };
+  /** The coherence bus, checked (the settings' `[coherence]` table, else `options.coherence.bus`). */
+  bus: CoherenceConfig | undefined;
 }
 
-/** Checks {@link DeviceStorageOptions} once, before anything is opened. */
-export function storageOptions(options: DeviceStorageOptions = {}): StorageOptions {
+/**
+ * Checks {@link DeviceStorageOptions} (and the `[coherence]` table of the settings, if any) once, before anything is opened.
+ * @throws SettingsError for a bad `[coherence]` table, naming the value.
+ */
+export function storageOptions(options: DeviceStorageOptions = {}, settings?: StorageSettings): StorageOptions {
+  const table = settings?.coherence ?? options.coherence?.bus;
   const live =
     options.liveRanking === false ? undefined : typeof options.liveRanking === "object" ? options.liveRanking : {};
   return {
@@ -209,5 +216,6 @@ export function storageOptions(options: DeviceStorageOptions = {}): StorageOptio
     live,
     healthCheckMs: checkMs(live?.healthCheckMs ?? DEFAULT_HEALTH_CHECK_MS, "liveRanking.healthCheckMs", "zero allowed"),
     coherence: { subscribe: options.coherence?.subscribe !== false, origin: options.coherence?.origin },
+    bus: table && checkCoherence(table),
   };
 }

@@ -24,6 +24,25 @@ export interface StorageSettings {
   coherence?: Readonly<Record<string, string>> | undefined;
 }
 
+/** A profile a listing could not ask, and why (see {@link KeyListing}). */
+export interface MissedProfile {
+  profile: string;
+  reason: string;
+  /** Whether it is durable (a missed durable profile may hold keys no other has). */
+  durable: boolean;
+  /** It cannot list at all (its backend has no listing), rather than a failure that may pass. */
+  unsupported: boolean;
+}
+
+/** What `DeviceStorage.listKeys` found: the keys (the union over the profiles asked, sorted), who answered, who not. */
+export interface KeyListing {
+  keys: string[];
+  /** The profiles that answered. */
+  asked: string[];
+  /** The profiles that could not be asked: down, failed, or unable to list. Empty: the listing is complete. */
+  missed: MissedProfile[];
+}
+
 /** What hears of each save and delete that reached a shared tier (the coherence bus). */
 export interface ChangeSink {
   changed(op: "save" | "delete", key: string): void;
