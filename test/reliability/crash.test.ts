@@ -159,7 +159,9 @@ async function verify(dir: string, ops: Op[], kind: "durable" | "sled" = "durabl
   let leftoverProbeKeys = 0;
   const states = new Map<string, Set<string>>();
   try {
-    expect([...storage.profileErrors.keys()]).toEqual([]);
+    // Every profile must open after the kill; on failure, say why (the message and its cause).
+    const why = [...storage.profileErrors].map(([n, e]) => `${n}: ${e.message} (cause: ${String(e.cause ?? "none")})`);
+    expect(why).toEqual([]);
     for (const [name, entry] of storage.ops) {
       const keys = new Set(Array.from({ length: CRASH_KEYS }, (_, k) => `k${k}.json`));
       // Listable stores: every key in them must decode too (redb cannot list).
