@@ -90,3 +90,29 @@ describe("batch_ms setting", () => {
     }
   });
 });
+
+describe("origins heard on the bus", () => {
+  it.skipIf(!ok)(
+    "an origin is tracked while it heartbeats and forgotten once silent for 20 heartbeat periods",
+    async () => {
+      const id = uid();
+      const profiles = {
+        mem: { type: "memory" },
+        r: { type: "redis", endpoint: MACHINE_REDIS, root: `/tp-prune-${id}/` },
+      };
+      const coherence = { type: "redis", endpoint: MACHINE_REDIS, channel: `tp-prune-${id}`, heartbeat_ms: "50" };
+      const a = await openInstance(profiles, coherence, { logger: silentLogger });
+      const b = await openInstance(profiles, coherence, { logger: silentLogger });
+      open.push(b);
+      await a.saveValue("k.json", 1);
+      await waitFor(() => b.coherenceStats()!.origins === 1, "B tracks A");
+      // 20 heartbeat periods are 1 s: A keeps heartbeating, so B keeps it.
+      await new Promise((r) => setTimeout(r, 2500));
+      expect(b.coherenceStats()!.origins).toBe(1);
+      await a.close();
+      await waitFor(() => b.coherenceStats()!.origins === 0, "B forgets A once it is silent", 5000);
+      expect(b.coherenceStats()!.gaps).toBe(0);
+    },
+    20_000,
+  );
+});

@@ -30,6 +30,8 @@ import type { Transport } from "./transport.js";
 const FIRST_SUBSCRIBE_MS = 3000;
 /** A resync that could not finish (no shared tier answered) is tried again after this long. */
 const RESYNC_RETRY_MS = 2000;
+/** Heartbeat periods after which a silent origin's last sequence number is forgotten. */
+const PRUNE_HEARTBEATS = 20;
 
 /** A change another instance made, as {@link Coherence.onRemoteChange} reports it. */
 export interface RemoteChange {
@@ -63,6 +65,8 @@ export interface CoherenceStats {
   overflowedKeys: number;
   /** Resyncs of local tiers finished. */
   resyncs: number;
+  /** Other instances whose sequence numbers are tracked (one silent for 20 heartbeat periods is forgotten). */
+  origins: number;
   /** Local profiles out of the read path now (until resynced). */
   distrusted: string[];
 }
@@ -91,6 +95,9 @@ export class Coherence implements ChangeSink {
   #closed = false;
   /** The last sequence number seen per origin. */
   readonly #seen = new Map<string, number>();
+  /** Origins heard from since the last prune: an origin silent for a whole prune period (no heartbeat) is forgotten. */
+  #heard = new Set<string>();
+  #pruneTimer: NodeJS.Timeout | undefined;
   readonly #listeners = new Set<(change: RemoteChange) => void>();
   readonly #counts = { received: 0, droppedKeys: 0, gaps: 0, resyncs: 0 };
 
@@ -116,6 +123,9 @@ export class Coherence implements ChangeSink {
    */
   async start(): Promise<void> {
     this.#transport = await openTransport(this.#config);
+    // A live origin heartbeats every heartbeatMs: one silent for 20 of them has gone (each process start is a new one).
+    this.#pruneTimer = setInterval(() => this.#prune(), PRUNE_HEARTBEATS * this.#config.heartbeatMs);
+    this.#pruneTimer.unref();
     this.#outbox = new Outbox(this.origin, this.#transport, this.#logger, this.#config);
     if (!this.#ranking.all.some((t) => t.shared)) {
       this.#logger.warn({}, "coherence bus configured, but no profile is shared: it has nothing to keep coherent");
@@ -173,6 +183,7 @@ export class Coherence implements ChangeSink {
       connected: this.#connected,
       ...o,
       ...this.#counts,
+      origins: this.#seen.size,
       distrusted: this.#ranking.all.filter((t) => this.#ranking.distrusted(t)).map((t) => t.name),
     };
   }
@@ -188,9 +199,15 @@ export class Coherence implements ChangeSink {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#retryTimer);
+    clearInterval(this.#pruneTimer);
     await this.#outbox?.close();
     await this.#transport?.close();
     this.#connected = false;
+  }
+
+  #prune(): void {
+    for (const origin of this.#seen.keys()) if (!this.#heard.has(origin)) this.#seen.delete(origin);
+    this.#heard = new Set();
   }
 
   #receive(payload: string): void {
@@ -206,6 +223,7 @@ export class Coherence implements ChangeSink {
     // A heartbeat repeats the last number sent; a change takes the next one.
     const expected = last === undefined ? undefined : m.op === "heartbeat" ? last : last + 1;
     if (last === undefined || m.seq > last) this.#seen.set(m.origin, m.seq);
+    this.#heard.add(m.origin);
     if (m.op === "heartbeat") {
       if (expected !== undefined && m.seq > expected)
         this.#gap(`missed ${m.seq - expected} message(s) from ${m.origin}`);
