@@ -1,34 +1,14 @@
 /**
- * Finding a Keyv namespace's entries for `clear` and the iterator: the
- * storage's listing across profiles (`listKeys`); a profile that could not be
- * asked is named, so a `clear` never looks complete when it was not.
+ * What `clear` and the iterator make of the storage's listing across profiles
+ * (`storage.listKeys`): a profile that could not be asked is named, so a
+ * `clear` never looks complete when it was not; and the batching of both.
  *
  * @module
  */
-import {
-  type DeviceStorage,
-  type KeyListing,
-  type PersistenceError,
-  UnavailableError,
-  UnsupportedError,
-} from "../index.js";
+import { type MissedProfile, type PersistenceError, UnavailableError, UnsupportedError } from "../index.js";
 
 /** Keys per batch read (the iterator) and deletes in flight (`clear`, `deleteMany`). */
 export const BATCH = 32;
-
-/** A profile a listing could not ask, and why. */
-export type Missed = KeyListing["missed"][number];
-
-/** The storage keys found, sorted, and the profiles that could not be listed. */
-export type Listing = KeyListing;
-
-/**
- * Every storage key under `folder`, merged from each profile that can list (`storage.listKeys`).
- * @throws ClosedError when the storage is closed.
- */
-export function listFolder(storage: DeviceStorage, folder: string): Promise<Listing> {
-  return storage.listKeys(folder);
-}
 
 /**
  * The error of a `clear` or an iteration that could not list every profile:
@@ -38,7 +18,7 @@ export function listFolder(storage: DeviceStorage, folder: string): Promise<List
 export function incomplete(
   what: "clear" | "iterator",
   namespace: string | undefined,
-  missed: readonly Missed[],
+  missed: readonly MissedProfile[],
 ): PersistenceError {
   const ns = namespace === undefined ? "no namespace" : `namespace ${JSON.stringify(namespace)}`;
   const detail = missed.map((m) => `${m.profile}: ${m.reason}`).join("; ");

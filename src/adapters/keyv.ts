@@ -24,6 +24,7 @@ import {
   DeviceStorage,
   type DeviceStorageOptions,
   InvalidKeyError,
+  type KeyListing,
   type LoadOutcome,
   NotFoundError,
   PersistenceError,
@@ -32,7 +33,7 @@ import {
 } from "../index.js";
 import { decodeEntry, type KeyvEntry, owns, toStoredEntry } from "./_keyv-entry.js";
 import { checkRoot, isHashed, namespaceSegment, segmentOf } from "./_keyv-keys.js";
-import { BATCH, inBatches, incomplete, type Listing, listFolder } from "./_keyv-listing.js";
+import { BATCH, inBatches, incomplete } from "./_keyv-listing.js";
 import { KEYV_ITERABLE_AS, type KeyvTerraphimOpts } from "./_keyv-opts.js";
 
 export type { KeyvTerraphimOpts } from "./_keyv-opts.js";
@@ -233,7 +234,7 @@ export class KeyvTerraphim extends EventEmitter implements Omit<KeyvStoreAdapter
   clear(): Promise<void> {
     const ns = this.namespace;
     return this.#guard(undefined, async () => {
-      const { keys, missed } = await listFolder(this.storage, this.#folder(ns));
+      const { keys, missed } = await this.storage.listKeys(this.#folder(ns));
       const deletes = await inBatches(keys, (storageKey) =>
         this.storage.deleteValue(storageKey).then(
           () => undefined,
@@ -267,10 +268,10 @@ export class KeyvTerraphim extends EventEmitter implements Omit<KeyvStoreAdapter
   async *iterator<Value>(
     namespace: string | undefined = this.namespace,
   ): AsyncGenerator<[string, Awaited<Value> | undefined], void> {
-    let listed: Listing;
+    let listed: KeyListing;
     try {
       this.#checkConnected();
-      listed = await listFolder(this.storage, this.#folder(namespace));
+      listed = await this.storage.listKeys(this.#folder(namespace));
     } catch (err) {
       this.#report(err);
       return;

@@ -244,7 +244,10 @@ export class Coherence implements ChangeSink {
     if (keys.length < m.keys.length) this.#gap(`a message from ${m.origin} named keys that are not valid`);
     // Drop the copies first, then resync for a skipped number (the resync cannot bring them back).
     if (m.op === "clear") this.#clear(m.prefix ?? "");
-    else for (const key of keys) this.#drop(key);
+    else {
+      const local = this.#local.filter((t) => t.state.kind !== "down");
+      for (const key of keys) this.#drop(key, local);
+    }
     if (expected !== undefined && m.seq > expected) this.#gap(`missed ${m.seq - expected} message(s) from ${m.origin}`);
     const change: RemoteChange = { op: m.op, keys, origin: m.origin };
     if (m.prefix !== undefined) change.prefix = m.prefix;
@@ -257,11 +260,13 @@ export class Coherence implements ChangeSink {
     }
   }
 
-  /** Another instance changed `key`: no write-back of it may land, and no local copy may stay. */
-  #drop(key: string): void {
+  /**
+   * Another instance changed `key`: no write-back of it may land (a local tier's delete fences the key
+   * too, but a write-back may target a shared tier, or every local tier may be down), and no local copy may stay.
+   */
+  #drop(key: string, local: readonly Tier[]): void {
     this.#fence.invalidate(key);
-    for (const tier of this.#local) {
-      if (tier.state.kind === "down") continue;
+    for (const tier of local) {
       this.#counts.droppedKeys++;
       tier.delete(key).catch((err) => this.#failedDrop(tier, err));
     }

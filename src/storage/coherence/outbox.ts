@@ -13,7 +13,7 @@
  */
 import type { Logger } from "../../logger.js";
 import { busChannel } from "../channels.js";
-import { type BusOp, batchKeys, encodeMessage } from "./message.js";
+import { type BusMessage, type BusOp, batchKeys, encodeMessage } from "./message.js";
 import type { Transport } from "./transport.js";
 
 /** Keys (per operation) the retry queue holds at most. */
@@ -117,21 +117,20 @@ export class Outbox {
 
   #send(op: Op, keys: readonly string[]): void {
     for (const chunk of batchKeys(keys, this.#origin, this.#transport.maxPayloadBytes)) {
-      const seq = ++this.#seq;
-      this.#publish(
-        encodeMessage({ origin: this.#origin, seq, op, keys: chunk }),
-        () => {
-          this.stats.sent++;
-          if (busChannel.hasSubscribers)
-            busChannel.publish({ event: "sent", origin: this.#origin, op, keys: chunk, seq });
-        },
-        (reason) => this.#queue(op, chunk, reason),
-      );
+      const m: BusMessage = { origin: this.#origin, seq: ++this.#seq, op, keys: chunk };
+      this.#publish(m, (reason) => this.#queue(op, chunk, reason));
     }
   }
 
-  #publish(payload: string, sent: () => void, failed: (reason: string) => void): void {
-    const p = this.#transport.publish(payload).then(sent, (err: Error) => {
+  /** Sends `m`: counted (and traced) once the engine took it, else `failed` says why. */
+  #publish(m: BusMessage, failed: (reason: string) => void): void {
+    const sent = () => {
+      this.stats.sent++;
+      if (busChannel.hasSubscribers) {
+        busChannel.publish({ event: "sent", origin: m.origin, op: m.op, keys: m.keys, seq: m.seq });
+      }
+    };
+    const p = this.#transport.publish(encodeMessage(m)).then(sent, (err: Error) => {
       this.stats.publishFailures++;
       failed(err.message);
     });
@@ -168,19 +167,10 @@ export class Outbox {
     if (this.#inFlight.size > 0) return;
     if (this.#clearAll) {
       this.#clearAll = false;
-      const seq = ++this.#seq;
-      const payload = encodeMessage({ origin: this.#origin, seq, op: "clear", keys: [], prefix: "" });
-      this.#publish(
-        payload,
-        () => {
-          this.stats.sent++;
-          if (busChannel.hasSubscribers)
-            busChannel.publish({ event: "sent", origin: this.#origin, op: "clear", keys: [], seq });
-        },
-        () => {
-          this.#clearAll = true;
-        },
-      );
+      const m: BusMessage = { origin: this.#origin, seq: ++this.#seq, op: "clear", keys: [], prefix: "" };
+      this.#publish(m, () => {
+        this.#clearAll = true;
+      });
       return;
     }
     for (const op of ["save", "delete"] as const) {

@@ -7,9 +7,11 @@
  * @module
  */
 import type { Client, Notification, Pool } from "pg";
-import { BackendError, redactSecrets, SettingsError } from "../../errors.js";
+import { redactSecrets, SettingsError } from "../../errors.js";
+// A channel is quoted as an identifier for LISTEN; `pg_notify` takes it as text, so both name the same one.
+import { quoteIdentifier } from "../../operators/drivers/_sql.js";
 import type { CoherenceConfig } from "../../settings/coherence.js";
-import { reconnectDelay, type Transport, type TransportEvents } from "./transport.js";
+import { publishFailed, ReconnectLoop, type Transport, type TransportEvents } from "./transport.js";
 
 /** NOTIFY refuses payloads of 8000 bytes or more. */
 const MAX_PAYLOAD_BYTES = 7999;
@@ -41,9 +43,7 @@ class PostgresqlTransport implements Transport {
   readonly #pool: Pool;
   readonly #client: () => Client;
   #listener: Client | undefined;
-  #closed = false;
-  #attempt = 0;
-  #timer: NodeJS.Timeout | undefined;
+  #loop: ReconnectLoop | undefined;
 
   constructor(where: string, channel: string, pool: Pool, client: () => Client) {
     this.#channel = channel;
@@ -56,21 +56,18 @@ class PostgresqlTransport implements Transport {
     try {
       await this.#pool.query("SELECT pg_notify($1, $2)", [this.#channel, payload]);
     } catch (err) {
-      throw new BackendError(
-        `coherence bus (${this.description}): notify failed: ${redactSecrets(String((err as Error).message))}`,
-        {
-          transient: true,
-        },
-      );
+      throw publishFailed(this.description, "notify", err);
     }
   }
 
   listen(events: TransportEvents): void {
-    this.#connect(events);
+    const loop = new ReconnectLoop(() => this.#connect(events, loop));
+    this.#loop = loop;
+    loop.start();
   }
 
-  #connect(events: TransportEvents): void {
-    if (this.#closed) return;
+  /** One listener connection (a dedicated one: never from the pool). */
+  #connect(events: TransportEvents, loop: ReconnectLoop): void {
     const client = this.#client();
     this.#listener = client;
     let listening = false;
@@ -80,13 +77,11 @@ class PostgresqlTransport implements Transport {
       ended = true;
       if (this.#listener === client) this.#listener = undefined;
       client.end().catch(() => {});
-      if (this.#closed) return;
+      if (loop.closed) return;
       events.down(
         listening ? `the listener connection closed (${redactSecrets(why)})` : `cannot listen: ${redactSecrets(why)}`,
       );
-      this.#attempt++;
-      this.#timer = setTimeout(() => this.#connect(events), reconnectDelay(this.#attempt));
-      this.#timer.unref();
+      loop.lost();
     };
     client.on("error", (err) => lost(err.message));
     client.on("end", () => lost("connection ended"));
@@ -95,12 +90,12 @@ class PostgresqlTransport implements Transport {
     });
     client
       .connect()
-      .then(() => client.query(`LISTEN ${quoteIdentifier(this.#channel)}`))
+      .then(() => client.query(`LISTEN ${quoteIdentifier(this.#channel, '"')}`))
       .then(
         () => {
-          if (ended || this.#closed) return;
+          if (ended || loop.closed) return;
           listening = true;
-          this.#attempt = 0;
+          loop.listening();
           events.up();
         },
         (err: Error) => lost(err.message),
@@ -108,15 +103,9 @@ class PostgresqlTransport implements Transport {
   }
 
   async close(): Promise<void> {
-    this.#closed = true;
-    clearTimeout(this.#timer);
+    this.#loop?.close();
     const listener = this.#listener;
     this.#listener = undefined;
     await Promise.all([listener?.end().catch(() => {}), this.#pool.end().catch(() => {})]);
   }
-}
-
-/** A channel name as a quoted identifier (`pg_notify` takes it as text, exactly as LISTEN "..." names it). */
-function quoteIdentifier(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
 }

@@ -8,10 +8,9 @@
  * @module
  */
 import type { Redis, RedisOptions } from "ioredis";
-import { BackendError, redactSecrets } from "../../errors.js";
 import { type RedisConfig, redisConfig, type Target } from "../../operators/drivers/_redis-options.js";
 import type { CoherenceConfig } from "../../settings/coherence.js";
-import { reconnectDelay, type Transport, type TransportEvents } from "./transport.js";
+import { publishFailed, ReconnectLoop, reconnectDelay, type Transport, type TransportEvents } from "./transport.js";
 
 /** Redis takes payloads up to 512 MB; batches stay small so one message never blocks the connection. */
 const MAX_PAYLOAD_BYTES = 64 * 1024;
@@ -64,9 +63,7 @@ class RedisTransport implements Transport {
   readonly #publisher: Redis;
   readonly #connect: (t: Target) => Redis;
   #subscriber: Redis | undefined;
-  #closed = false;
-  #attempt = 0;
-  #timer: NodeJS.Timeout | undefined;
+  #loop: ReconnectLoop | undefined;
 
   constructor(config: RedisConfig, channel: string, publisher: Redis, connect: (t: Target) => Redis) {
     this.#config = config;
@@ -80,24 +77,20 @@ class RedisTransport implements Transport {
     try {
       await this.#publisher.publish(this.#channel, payload);
     } catch (err) {
-      throw new BackendError(
-        `coherence bus (${this.description}): publish failed: ${redactSecrets(String((err as Error).message))}`,
-        {
-          transient: true,
-        },
-      );
+      throw publishFailed(this.description, "publish", err);
     }
   }
 
   listen(events: TransportEvents): void {
-    this.#subscribe(events);
+    const loop = new ReconnectLoop((attempt) => this.#subscribe(events, loop, attempt));
+    this.#loop = loop;
+    loop.start();
   }
 
-  /** One subscriber connection; when it ends, a new one (to the next seed node of a cluster) after a back-off. */
-  #subscribe(events: TransportEvents): void {
-    if (this.#closed) return;
+  /** One subscriber connection (each attempt to the next seed node of a cluster). */
+  #subscribe(events: TransportEvents, loop: ReconnectLoop, attempt: number): void {
     const targets = this.#config.targets;
-    const target = targets[this.#attempt % targets.length]!;
+    const target = targets[attempt % targets.length]!;
     const sub = this.#connect(target);
     this.#subscriber = sub;
     let subscribed = false;
@@ -109,20 +102,18 @@ class RedisTransport implements Transport {
     });
     sub.once("end", () => {
       if (this.#subscriber === sub) this.#subscriber = undefined;
-      if (this.#closed) return;
+      if (loop.closed) return;
       events.down(subscribed ? "the subscriber connection closed" : `cannot subscribe at ${addressOf(target)}`);
-      this.#attempt++;
-      this.#timer = setTimeout(() => this.#subscribe(events), reconnectDelay(this.#attempt));
-      this.#timer.unref();
+      loop.lost();
     });
     sub
       .connect()
       .then(() => sub.subscribe(this.#channel))
       .then(
         () => {
-          if (this.#closed || this.#subscriber !== sub) return;
+          if (loop.closed || this.#subscriber !== sub) return;
           subscribed = true;
-          this.#attempt = 0;
+          loop.listening();
           events.up();
         },
         () => sub.disconnect(),
@@ -130,8 +121,7 @@ class RedisTransport implements Transport {
   }
 
   async close(): Promise<void> {
-    this.#closed = true;
-    clearTimeout(this.#timer);
+    this.#loop?.close();
     this.#subscriber?.disconnect();
     await this.#publisher.quit().catch(() => this.#publisher.disconnect());
   }

@@ -82,5 +82,6 @@ async function askShared(shared: readonly Tier[], key: string): Promise<TierEntr
 }
 
 function sameEntry(a: TierEntry, b: TierEntry): boolean {
-  return a.expiresAt === b.expiresAt && Buffer.from(a.data).equals(Buffer.from(b.data));
+  // Buffer.compare reads both Uint8Arrays in place (Buffer.from would copy each).
+  return a.expiresAt === b.expiresAt && Buffer.compare(a.data, b.data) === 0;
 }
