@@ -24,7 +24,8 @@ export type ErrorCode =
   | "E_CLOSED"
   | "E_QUOTA"
   | "E_UNAVAILABLE"
-  | "E_FACTORY";
+  | "E_FACTORY"
+  | "E_UNANNOUNCED";
 
 /** Context attached to an error. */
 export interface ErrorContext {
@@ -146,6 +147,20 @@ export class UnavailableError extends BackendError {
     super(message, { ...context, transient: true });
     Object.defineProperty(this, "code", { value: "E_UNAVAILABLE" });
     this.unavailable = unavailable;
+  }
+}
+
+/**
+ * A change reached a shared profile whose server cannot announce it (S3,
+ * MySQL), but the coherence bus did not take its announcement in time: other
+ * instances may serve their local copies of the key until it does (it is
+ * still being sent). A `BackendError` (transient) by kind; in a save, the
+ * profile's outcome in its `PartialWriteError`.
+ */
+export class AnnounceError extends BackendError {
+  constructor(message: string, context: ErrorContext = {}) {
+    super(message, { ...context, transient: true });
+    Object.defineProperty(this, "code", { value: "E_UNANNOUNCED" });
   }
 }
 

@@ -40,10 +40,13 @@ export { type MemoryOperatorOptions, memoryOperator } from "./operators/drivers/
 export { type SqliteOperatorOptions, sqliteOperator } from "./operators/drivers/sqlite.js";
 export { type CreateOperatorContext, createOperator, NATIVE_SCHEMES } from "./operators/index.js";
 export type {
+  ChangeFeedSource,
   Operator,
   OperatorCapabilities,
   OperatorOptions,
+  PostgresqlChangeFeed,
   QuotaUsage,
+  RedisChangeFeed,
   StatResult,
   StoredValue,
 } from "./operators/types.js";

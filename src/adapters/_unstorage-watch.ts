@@ -12,7 +12,7 @@ import type { UnstorageKeys } from "./_unstorage-keys.js";
 
 /** A change the coherence bus reports (the shape of `DeviceStorage.onRemoteChange`'s argument). */
 interface RemoteChange {
-  op: "save" | "delete" | "clear";
+  op: "save" | "delete" | "clear" | "change";
   /** Storage keys saved or deleted (none for a `clear`). */
   keys: readonly string[];
   /** The storage prefix a `clear` dropped (`""` or absent: everything). */
@@ -65,7 +65,8 @@ export class Watchers {
   }
 
   #remote(change: RemoteChange, callback: WatchCallback): void {
-    const event: WatchEvent = change.op === "save" ? "update" : "remove";
+    // A server's report (`change`) does not say whether the key was saved or deleted: "update" asks a re-read.
+    const event: WatchEvent = change.op === "save" || change.op === "change" ? "update" : "remove";
     for (const storageKey of change.keys) {
       const key = this.#keys.fromStorage(storageKey);
       if (key !== undefined) this.#call(callback, event, key);

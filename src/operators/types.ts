@@ -91,6 +91,43 @@ export interface Operator {
    * calls it after repeated timeouts, since a client can stay wedged after an outage.
    */
   reset?(): void;
+  /**
+   * Where the backend's server can announce every change of this store, whoever made it
+   * (Redis client-side-caching invalidations, a PostgreSQL trigger): the coherence bus
+   * listens there instead of relying on announcements by writers. Absent where the server
+   * cannot (S3, MySQL, files).
+   */
+  readonly changeFeed?: ChangeFeedSource;
+}
+
+/** A server that can announce changes of a store: see {@link Operator.changeFeed}. */
+export type ChangeFeedSource = RedisChangeFeed | PostgresqlChangeFeed;
+
+/** Redis (6+): `CLIENT TRACKING ... BCAST PREFIX <prefix>` on every master. */
+export interface RedisChangeFeed {
+  readonly kind: "redis";
+  /** One server, or a cluster's seed nodes (every master is found from them). */
+  readonly targets: readonly ({ host: string; port: number; tls: boolean } | { path: string })[];
+  readonly cluster: boolean;
+  readonly username: string | undefined;
+  /** Never shown in messages. */
+  readonly password: string | undefined;
+  /** The key prefix of the store (its root); `""` for none. */
+  readonly prefix: string;
+}
+
+/** PostgreSQL: a trigger on the table calls `pg_notify` for every row changed, in the writer's transaction. */
+export interface PostgresqlChangeFeed {
+  readonly kind: "postgresql";
+  /** The profile's connection string (holds secrets: never shown). */
+  readonly connectionString: string;
+  /** Where, for messages: `host:port/db` (no credentials). */
+  readonly where: string;
+  /** The table and key column, unquoted. */
+  readonly table: string;
+  readonly keyField: string;
+  /** The key prefix of the store (its root); `""` for none. */
+  readonly prefix: string;
 }
 
 /** Usage of a profile with a quota. */

@@ -20,7 +20,10 @@ export interface CoherenceConfig {
   type: CoherenceType;
   /** Channel name (Redis channel, or PostgreSQL LISTEN channel). @default "terraphim-persistence" */
   channel: string;
-  /** How often each instance says which message it sent last, so a lost last message is a gap too. @default 5000 */
+  /**
+   * How often each listening connection is pinged (the lease's proof). The staleness bound Δ is three of
+   * these: a load never returns a value the shared tiers replaced more than Δ before it began. @default 500
+   */
   heartbeatMs: number;
   /**
    * While busy, changes are gathered for this long after the last message before the next goes out (an
@@ -32,7 +35,7 @@ export interface CoherenceConfig {
 }
 
 export const DEFAULT_CHANNEL = "terraphim-persistence";
-const DEFAULT_HEARTBEAT_MS = 5000;
+const DEFAULT_HEARTBEAT_MS = 500;
 /** PostgreSQL identifiers (and so LISTEN channels) are at most 63 bytes. */
 const MAX_PG_CHANNEL_BYTES = 63;
 /** A NOTIFY costs PostgreSQL more than a PUBLISH costs Redis: it gathers longer (measured in BENCHMARKS.md, scenario 11). */

@@ -6,9 +6,10 @@
  * @module
  */
 export { withTimeout } from "./calls.js";
-export type { CoherenceStats, RemoteChange } from "./coherence/coherence.js";
+export type { CoherenceStats, FeedState, ListenerState, RemoteChange } from "./coherence/coherence-stats.js";
+export { type LeaseState, stalenessBoundMs } from "./coherence/lease.js";
 export type { BusMessage, BusOp } from "./coherence/message.js";
-export { type BusEvent, watchCoherenceBus } from "./coherence/watch.js";
+export { type BusEvent, type WatchOptions, watchCoherenceBus } from "./coherence/watch.js";
 export { DeviceStorage } from "./device-storage.js";
 export { type GetOrSetHost, getOrSetStats } from "./get-or-set.js";
 export { openProfileOperator, type ProfileOptions, parseProfileOptions, STORAGE_OPTION_KEYS } from "./options.js";

@@ -50,6 +50,8 @@ export class Tier {
   readonly counters: T.ProfileStats = emptyStats();
   readonly #calls: CallPolicy;
   #op: Operator;
+  /** The operator as opened (`#op` may wrap it: see {@link #watched}). */
+  #raw: Operator;
   #expiry: TierExpiry;
   /** The probe's median read in µs and its reserved key (measured again when the tier rejoins). */
   #probe: { latencyUs: number; probeKey: string };
@@ -70,7 +72,9 @@ export class Tier {
     this.shared = spec.shared === true;
     this.#state = new StateKeeper(spec.name, spec.state, spec.readOnly === true, context.logger);
     this.#ctx = context;
-    this.#expiry = new TierExpiry(spec.op);
+    this.#raw = spec.op;
+    this.#op = this.#watched(spec.op);
+    this.#expiry = new TierExpiry(this.#op);
     const monitor = live ? context.monitor : undefined;
     this.#calls = new CallPolicy(this, {
       logger: context.logger,
@@ -117,9 +121,13 @@ export class Tier {
 
   /** @internal The tier answered again: `op` serves it (a new one if it was reopened), ranked by `probeLatencyUs`. */
   async rejoin(op: Operator, probe: { latencyUs: number; probeKey: string }, state: T.TierState): Promise<void> {
-    const old = this.#op;
-    if (op !== old) [this.#op, this.#expiry] = [op, new TierExpiry(op)];
-    if (op !== old) await old.close().catch(() => {});
+    const old = this.#raw;
+    if (op !== old) {
+      this.#raw = op;
+      this.#op = this.#watched(op);
+      this.#expiry = new TierExpiry(this.#op);
+      await old.close().catch(() => {});
+    }
     await this.#expiry.init();
     this.#probe = probe;
     this.#state.up(state, this.#breaker());
@@ -327,18 +335,31 @@ export class Tier {
     this.counters.bytesWritten += size;
   }
 
-  /** A write queued behind earlier writes of `key`, with its TTL metadata; counted. */
+  /**
+   * A write queued behind earlier writes of `key`, with its TTL metadata; counted. With a coherence bus, a
+   * shared tier's write resolves once other instances will hear of it; a local tier's failed write drops its copy.
+   */
   async store(what: string, key: string, data: Uint8Array | string, size: number, at: number | undefined) {
-    await this.#counted(this.queued(what, key, () => this.writeNow(key, data, at)));
+    try {
+      await this.#counted(this.queued(what, key, () => this.writeNow(key, data, at)));
+    } catch (err) {
+      if (!this.shared && !isCallerError(err)) this.#ctx.changes?.localFailed(this.name, key);
+      throw err;
+    }
     this.counters.bytesWritten += size;
-    if (this.shared) this.#ctx.changes?.changed("save", key);
+    if (this.shared) await this.#ctx.changes?.changed("save", key, this.name);
   }
 
-  /** A delete queued behind earlier writes of `key`, with its TTL metadata; counted. */
-  remove(key: string): Promise<void> {
+  /** A delete queued behind earlier writes of `key`, with its TTL metadata; counted (announced as {@link store}). */
+  async remove(key: string): Promise<void> {
     const del = () => (this.#expiry.needsMeta(key, undefined) ? this.#expiry.delete(key) : this.op.delete(key));
-    const done = this.#counted(this.queued("delete", key, del));
-    return this.shared && this.#ctx.changes ? done.then(() => this.#ctx.changes?.changed("delete", key)) : done;
+    await this.#counted(this.queued("delete", key, del));
+    if (this.shared) await this.#ctx.changes?.changed("delete", key, this.name);
+  }
+
+  /** A shared tier's operator as the coherence bus watches it (its own writes expected where the server reports). */
+  #watched(op: Operator): Operator {
+    return this.shared && this.#ctx.changes ? this.#ctx.changes.watch(this.name, op) : op;
   }
 
   /** A write with its TTL metadata, right now (inside a queued task: a write-back); a read-only reason sets the state. */

@@ -45,9 +45,17 @@ export interface KeyListing {
 
 /** What hears of each save and delete that reached a shared tier (the coherence bus). */
 export interface ChangeSink {
-  changed(op: "save" | "delete", key: string): void;
+  /**
+   * A save or delete of `key` reached shared tier `profile`. Returns what the save waits for
+   * (its announcement, where no server announces it), or undefined.
+   */
+  changed(op: "save" | "delete", key: string, profile: string): Promise<void> | undefined;
+  /** A save's write of `key` to local tier `profile` failed: its copy may differ from the shared one. */
+  localFailed(profile: string, key: string): void;
   /** A local tier that was down serves again: it missed every change meanwhile. */
   rejoined(profile: string): void;
+  /** The operator a shared tier uses (the bus may watch its writes). */
+  watch(profile: string, op: Operator): Operator;
 }
 
 /** An operator you opened yourself, as a profile of {@link DeviceStorage.fromOperators}. */

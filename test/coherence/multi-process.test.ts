@@ -230,6 +230,7 @@ async function check(engine: string, settings: object) {
         `of the newer ack (the oldest ${a.maxStaleAge.toFixed(2)} ms after it), ` +
         `${a.staleAfterWindow} after it, ${a.ownStale} after an own save, ${a.regressions} after having seen the newer one`,
       `  bus: sent ${stats.map((s) => s?.sent).join("/")}, received ${stats.map((s) => s?.received).join("/")}, ` +
+        `server reports ${stats.map((s) => s?.serverReports).join("/")}, ` +
         `gaps ${stats.map((s) => s?.gaps).join("/")}, publish failures ${stats.map((s) => s?.publishFailures).join("/")}`,
       ...a.problems.slice(0, 10).map((p) => `  !! ${p}`),
     ].join("\n"),
@@ -242,7 +243,8 @@ async function check(engine: string, settings: object) {
   expect(r.acks.length).toBeGreaterThanOrEqual(100);
   expect(r.samples.length).toBe(r.acks.length * (INSTANCES - 1));
   expect(local / all.length).toBeGreaterThan(0.3);
-  for (const s of stats) expect(s?.received).toBeGreaterThan(0);
+  // Every instance heard the others: from the shared tier's server itself (redis tracking, the table trigger).
+  for (const s of stats) expect(s?.serverReports).toBeGreaterThan(0);
 }
 
 const id = () => randomBytes(6).toString("hex");

@@ -268,6 +268,7 @@ export async function postgresqlOperator(options: Record<string, string>, profil
   return {
     scheme: "postgresql",
     capabilities: NETWORK_CAPABILITIES,
+    changeFeed: { kind: "postgresql", connectionString, where, table: tableName, keyField: keyName, prefix: root },
     async read(path) {
       return ((await column("read", path)) as Buffer | null) ?? Buffer.alloc(0);
     },

@@ -8,7 +8,7 @@ import { statSync } from "node:fs";
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from "ioredis";
 import { BackendError, NotFoundError, PersistenceError, ProfileError } from "../../errors.js";
 import { validateKey, validatePrefix } from "../../keys/index.js";
-import type { Operator, StatResult } from "../types.js";
+import type { Operator, RedisChangeFeed, StatResult } from "../types.js";
 import { probeTcp, unreachable } from "./_net.js";
 import { type RedisConfig, redisConfig, type Target, type TcpTarget } from "./_redis-options.js";
 import { asBuffer, NETWORK_CAPABILITIES, OpenState, redactedCopy } from "./_shared.js";
@@ -244,9 +244,18 @@ function wrap(client: Redis | Cluster, conn: Connection, config: RedisConfig, pr
     });
   };
 
+  const changeFeed: RedisChangeFeed = {
+    kind: "redis",
+    targets: config.targets,
+    cluster: config.cluster,
+    username: config.username,
+    password: config.password,
+    prefix,
+  };
   return {
     scheme: "redis",
     capabilities: NETWORK_CAPABILITIES,
+    changeFeed,
     async read(path) {
       const k = redisKey(path);
       let value: Buffer | null;

@@ -121,6 +121,7 @@ export function chaosOperator(inner: Operator, faults: ChaosFaults = {}): ChaosO
   const self: ChaosOperator = {
     scheme: inner.scheme,
     capabilities: { ...inner.capabilities, syncRead: false },
+    ...(inner.changeFeed && { changeFeed: inner.changeFeed }),
     faults,
     calls,
     injected,

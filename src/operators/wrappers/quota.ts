@@ -68,6 +68,7 @@ export async function quotaOperator(inner: Operator, options: QuotaOptions): Pro
   const self: Operator = {
     scheme: inner.scheme,
     capabilities: inner.capabilities,
+    ...(inner.changeFeed && { changeFeed: inner.changeFeed }),
     async read(key) {
       const v = await inner.read(key);
       touch(key);

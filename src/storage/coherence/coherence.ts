@@ -1,75 +1,54 @@
 /**
  * The coherence bus: several instances share tiers (Redis, PostgreSQL, S3,
- * ...) and each keeps local ones (memory, sqlite, ...). Every save or delete
- * that reaches a shared tier is announced (keys only, see `outbox.ts`); on
- * receipt, an instance drops those keys from its local tiers and discards any
- * write-back of them in flight (the write fence). A gap (the listener lost
- * its connection, or a sequence number skipped) is never silent: the local
- * tiers leave the read path at once (reads go to the shared tiers), and once
- * the listener is subscribed again they are resynced (volatile ones emptied,
- * durable ones revalidated, see `resync.ts`) and rejoin it.
+ * ...) and each keeps local ones (memory, sqlite, ...). The promise: a load
+ * never returns a value the shared tiers replaced or deleted more than Δ
+ * (3 × `heartbeat_ms`) before it began.
+ *
+ * How it is kept:
+ * - **Changes are announced by the server where it can** (`feeds.ts`): Redis
+ *   tracking and a PostgreSQL trigger report every change, whoever made it,
+ *   in the same step as the change. Elsewhere (S3, MySQL) the writer
+ *   announces its saves on the bus, and a save resolves only once the bus
+ *   took the announcement (`outbox.ts`).
+ * - **On receipt** the key's local copies are dropped and write-backs of it
+ *   fenced off.
+ * - **A lease** (`lease.ts`): local tiers serve only while every listening
+ *   connection answered a ping sent less than Δ ago (`liveness.ts`); a silent
+ *   connection is replaced.
+ * - **Gaps** (a listening connection lost, a skipped sequence number, a local
+ *   copy that could not be dropped): local tiers leave the read path at once
+ *   and are resynced (`resync.ts`) once every listener is back.
  *
  * @module
  */
 import { randomUUID } from "node:crypto";
 import { validateKey } from "../../keys/index.js";
 import type { Logger } from "../../logger.js";
+import type { Operator } from "../../operators/types.js";
 import type { CoherenceConfig } from "../../settings/coherence.js";
 import { busChannel } from "../channels.js";
 import type { WriteFence } from "../fence.js";
 import type { Ranking } from "../ranking.js";
 import type { Tier } from "../tier.js";
 import type { ChangeSink } from "../types.js";
+import { type CoherenceStats, type RemoteChange, statsOf } from "./coherence-stats.js";
+import { expectingOperator, Feed, keyReport, type Report } from "./feeds.js";
+import { Lease, stalenessBoundMs } from "./lease.js";
+import type { ListenerEvents } from "./listener.js";
+import { type Planned, planListeners } from "./listeners.js";
+import { Liveness } from "./liveness.js";
 import { type BusMessage, decodeMessage } from "./message.js";
-import { openTransport } from "./open-transport.js";
+import { openPublisher } from "./open-transport.js";
 import { Outbox } from "./outbox.js";
-import { resyncTier } from "./resync.js";
-import type { Transport } from "./transport.js";
+import { Resyncer } from "./resyncer.js";
+import type { Publisher } from "./transport.js";
 
-/** How long start-up waits for the first subscription before going on with the local tiers out of the read path. */
+export type { CoherenceStats, RemoteChange } from "./coherence-stats.js";
+
+/** How long start-up waits for every listener before going on with the local tiers out of the read path. */
 const FIRST_SUBSCRIBE_MS = 3000;
-/** A resync that could not finish (no shared tier answered) is tried again after this long. */
-const RESYNC_RETRY_MS = 2000;
-/** Heartbeat periods after which a silent origin's last sequence number is forgotten. */
-const PRUNE_HEARTBEATS = 20;
-
-/** A change another instance made, as {@link Coherence.onRemoteChange} reports it. */
-export interface RemoteChange {
-  op: "save" | "delete" | "clear";
-  /** The keys saved or deleted (empty for `clear`). */
-  keys: readonly string[];
-  /** The prefix a `clear` dropped (`""`: everything). */
-  prefix?: string;
-  /** The instance that made it. */
-  origin: string;
-}
-
-/** Counters and state of the bus, from {@link Coherence.stats}. */
-export interface CoherenceStats {
-  /** This instance's id on the bus. */
-  origin: string;
-  /** Whether the listener is subscribed now (always false for a publish-only storage). */
-  connected: boolean;
-  /** Messages sent, and received from other instances. */
-  sent: number;
-  received: number;
-  /** Local copies dropped because another instance changed their key. */
-  droppedKeys: number;
-  /** Gaps seen (listener down, a skipped sequence number, a message that is not ours). */
-  gaps: number;
-  /** Sends that failed (their keys went to the retry queue). */
-  publishFailures: number;
-  /** Keys waiting in the retry queue. */
-  retryQueue: number;
-  /** Keys dropped from a full retry queue (a clear of everything was sent instead). */
-  overflowedKeys: number;
-  /** Resyncs of local tiers finished. */
-  resyncs: number;
-  /** Other instances whose sequence numbers are tracked (one silent for 20 heartbeat periods is forgotten). */
-  origins: number;
-  /** Local profiles out of the read path now (until resynced). */
-  distrusted: string[];
-}
+/** An origin silent this long is forgotten (each process start is a new one). */
+const PRUNE_MS = 10 * 60_000;
 
 export interface CoherenceOptions {
   /** Listen to other instances (false: only announce; the local tiers then never serve reads). @default true */
@@ -85,21 +64,23 @@ export class Coherence implements ChangeSink {
   readonly #fence: WriteFence;
   readonly #logger: Logger;
   readonly #subscribe: boolean;
-  #transport: Transport | undefined;
+  #publisher: Publisher | undefined;
   #outbox: Outbox | undefined;
-  #connected = false;
-  /** Bumped by each gap: a resync started before the latest gap does not put tiers back. */
-  #generation = 0;
-  #resync: Promise<void> | undefined;
-  #retryTimer: NodeJS.Timeout | undefined;
+  #lease: Lease | undefined;
+  #planned: Planned[] = [];
+  readonly #liveness = new Map<Planned, Liveness>();
+  readonly #up = new Set<Planned>();
+  /** Change feeds of the shared tiers whose server can report changes, by profile. */
+  readonly #feeds = new Map<string, Feed>();
+  readonly #resyncer: Resyncer;
   #closed = false;
-  /** The last sequence number seen per origin. */
-  readonly #seen = new Map<string, number>();
-  /** Origins heard from since the last prune: an origin silent for a whole prune period (no heartbeat) is forgotten. */
-  #heard = new Set<string>();
+  /** The last sequence number seen per origin, and when. */
+  readonly #seen = new Map<string, { seq: number; at: number }>();
   #pruneTimer: NodeJS.Timeout | undefined;
+  /** Drops of local copies not finished yet: a proof waits for them. */
+  readonly #drops = new Set<Promise<void>>();
   readonly #listeners = new Set<(change: RemoteChange) => void>();
-  readonly #counts = { received: 0, droppedKeys: 0, gaps: 0, resyncs: 0 };
+  readonly #counts = { received: 0, serverReports: 0, droppedKeys: 0, gaps: 0, silent: 0 };
 
   constructor(config: CoherenceConfig, ranking: Ranking<Tier>, fence: WriteFence, logger: Logger, o: CoherenceOptions) {
     this.#config = config;
@@ -108,106 +89,244 @@ export class Coherence implements ChangeSink {
     this.#logger = logger;
     this.#subscribe = o.subscribe;
     this.origin = o.origin ?? randomUUID();
+    this.#resyncer = new Resyncer(ranking, fence, logger, this.origin, () => this.#apply());
   }
 
-  /** Tiers other instances do not write to: the ones the bus keeps honest. */
+  /** The staleness bound Δ in ms. */
+  get boundMs(): number {
+    return stalenessBoundMs(this.#config.heartbeatMs);
+  }
+
   get #local(): Tier[] {
     return this.#ranking.all.filter((t) => !t.shared);
   }
 
+  get #connected(): boolean {
+    return this.#planned.length > 0 && this.#up.size === this.#planned.length;
+  }
+
   /**
-   * Connects, and (when subscribing) waits up to 3 s for the first subscription. Until the
-   * local tiers are resynced they are out of the read path: a durable one may hold values
-   * other instances replaced while this one was not running.
+   * Connects, and (when subscribing) waits up to 3 s for every listener. Until the local tiers are
+   * resynced they are out of the read path: a durable one may hold values replaced meanwhile.
    * @throws SettingsError for bad connection options.
    */
   async start(): Promise<void> {
-    this.#transport = await openTransport(this.#config);
-    // A live origin heartbeats every heartbeatMs: one silent for 20 of them has gone (each process start is a new one).
-    this.#pruneTimer = setInterval(() => this.#prune(), PRUNE_HEARTBEATS * this.#config.heartbeatMs);
-    this.#pruneTimer.unref();
-    this.#outbox = new Outbox(this.origin, this.#transport, this.#logger, this.#config);
+    this.#publisher = await openPublisher(this.#config);
+    this.#outbox = new Outbox(this.origin, this.#publisher, this.#logger, this.boundMs);
     if (!this.#ranking.all.some((t) => t.shared)) {
       this.#logger.warn({}, "coherence bus configured, but no profile is shared: it has nothing to keep coherent");
       return;
     }
-    this.#distrustLocal();
+    this.#resyncer.distrust(this.#local);
+    this.#apply();
     if (!this.#subscribe) return;
+    this.#lease = new Lease(this.boundMs, () => this.#lapsed());
+    const lease = this.#lease;
+    this.#ranking.guard(lease.flag, () => lease.check());
+    this.#pruneTimer = setInterval(() => this.#prune(), PRUNE_MS / 4);
+    this.#pruneTimer.unref();
+    this.#planned = await planListeners(this.#config, [...this.#feeds.values()], this.#logger);
     let first: () => void = () => {};
-    const subscribed = new Promise<void>((resolve) => {
+    const all = new Promise<void>((resolve) => {
       first = resolve;
     });
-    this.#transport.listen({
-      message: (payload) => this.#receive(payload),
-      down: (reason) => this.#down(reason),
-      up: () => {
-        first();
-        this.#up();
-      },
-    });
+    for (const p of this.#planned) {
+      const live = new Liveness(
+        p.listener,
+        this.#config.heartbeatMs,
+        () => this.#proved(),
+        (reason) => this.#silent(p, reason),
+      );
+      this.#liveness.set(p, live);
+      p.listener.start(this.#events(p, () => this.#connected && first()));
+    }
     const timer = setTimeout(first, FIRST_SUBSCRIBE_MS);
-    await subscribed;
+    await all;
     clearTimeout(timer);
     if (!this.#connected) {
       this.#logger.warn(
-        { bus: this.#transport.description },
+        { bus: this.#planned.filter((p) => !this.#up.has(p)).map((p) => p.listener.description) },
         "coherence bus not reachable at start-up: local profiles stay out of the read path until it is",
       );
     }
   }
 
-  /** A save or delete reached a shared tier: announce it. */
-  changed(op: "save" | "delete", key: string): void {
-    this.#outbox?.add(op, key);
+  /** Wraps a shared tier's operator: where its server reports changes, this instance's own writes are expected. */
+  watch(profile: string, op: Operator): Operator {
+    if (!this.#subscribe || !op.changeFeed) return op;
+    let feed = this.#feeds.get(profile);
+    if (!feed) {
+      feed = new Feed(profile, op.changeFeed);
+      this.#feeds.set(profile, feed);
+    }
+    // A write that failed or ended unknown: the local copies may now differ from the shared truth.
+    return expectingOperator(op, feed, (path) => this.#handle(keyReport(path)));
   }
 
-  /** A local tier back from `down` missed every message meanwhile: out of the read path until resynced. */
+  /**
+   * A save or delete reached shared tier `profile`. Where its server announces changes, nothing to do;
+   * else the announcement, which the save waits for.
+   */
+  changed(op: "save" | "delete", key: string, profile: string): Promise<void> | undefined {
+    if (this.#feeds.get(profile)?.announcedByServer) return undefined;
+    return this.#outbox?.add(op, key);
+  }
+
+  /** A save's write to local tier `profile` failed: its copy of `key` may be older than the shared truth. */
+  localFailed(profile: string, key: string): void {
+    const tier = this.#local.find((t) => t.name === profile);
+    if (tier && this.#ranking.all.some((t) => t.shared)) this.#dropKey(key, [tier]);
+  }
+
+  /** A local tier back from `down` missed every change meanwhile: out of the read path until resynced. */
   rejoined(profile: string): void {
     const tier = this.#local.find((t) => t.name === profile);
     if (!tier || !this.#ranking.all.some((t) => t.shared)) return;
-    this.#ranking.distrust(tier);
-    if (this.#connected) this.#startResync();
+    this.#resyncer.distrust([tier]);
+    this.#apply();
+    if (this.#connected) this.#resyncer.start(this.#current());
   }
 
-  /** Calls `listener` for each change another instance announces. Returns the function that stops it. */
+  /** Calls `listener` for each change of a shared key made elsewhere. Returns the function that stops it. */
   onRemoteChange(listener: (change: RemoteChange) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
 
-  /** Counters and state of the bus. */
   stats(): CoherenceStats {
-    const o = this.#outbox?.stats ?? { sent: 0, publishFailures: 0, overflowedKeys: 0, retryQueue: 0 };
-    return {
+    return statsOf({
       origin: this.origin,
       connected: this.#connected,
-      ...o,
-      ...this.#counts,
+      outbox: this.#outbox?.stats,
+      counts: { ...this.#counts, resyncs: this.#resyncer.resyncs },
       origins: this.#seen.size,
       distrusted: this.#ranking.all.filter((t) => this.#ranking.distrusted(t)).map((t) => t.name),
-    };
+      lease: this.#lease?.snapshot(),
+      boundMs: this.boundMs,
+      listeners: this.#planned.map((p) => ({
+        description: p.listener.description,
+        up: this.#up.has(p),
+        lastProof: this.#liveness.get(p)?.lastProof,
+      })),
+      feeds: [...this.#feeds.values()],
+    });
   }
 
-  /** Resolves when every announcement gathered so far was sent (or queued for a retry), and any resync running has ended. */
+  /** Resolves when every announcement gathered so far was sent (or failed once), drops are done, and any resync ended. */
   async flush(): Promise<void> {
     await this.#outbox?.flush();
-    while (this.#resync) await this.#resync;
+    while (this.#drops.size > 0) await Promise.allSettled([...this.#drops]);
+    await this.#resyncer.idle();
   }
 
   /** Sends what is pending, stops listening, closes the connections. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    clearTimeout(this.#retryTimer);
     clearInterval(this.#pruneTimer);
+    this.#resyncer.close();
     await this.#outbox?.close();
-    await this.#transport?.close();
-    this.#connected = false;
+    for (const live of this.#liveness.values()) live.stop();
+    await Promise.all(this.#planned.map((p) => p.listener.close()));
+    this.#up.clear();
+    await this.#publisher?.close();
+    this.#ranking.guard(undefined, () => {});
+    this.#lease?.close();
   }
 
-  #prune(): void {
-    for (const origin of this.#seen.keys()) if (!this.#heard.has(origin)) this.#seen.delete(origin);
-    this.#heard = new Set();
+  #events(p: Planned, upCallback: () => void): ListenerEvents {
+    return {
+      message: (channel, payload) => {
+        if (p.bus && channel === this.#config.channel) this.#receive(payload);
+        const feed = p.channels.get(channel);
+        if (feed) this.#handle(this.#report(feed, payload), feed);
+      },
+      invalidated: (keys) => {
+        for (const feed of p.tracked) {
+          if (keys === null) this.#handle({ dropAll: true }, feed);
+          else for (const k of keys) this.#handle(this.#report(feed, k), feed);
+        }
+      },
+      unsupported: (reason) => {
+        for (const feed of p.tracked) feed.state = { kind: "bus", reason: `no CLIENT TRACKING: ${reason}` };
+        this.#logger.warn(
+          { listener: p.listener.description, reason },
+          "coherence bus: the redis server does not report changes (CLIENT TRACKING); this instance announces its own writes, other programs' changes go unseen",
+        );
+      },
+      down: (reason) => {
+        this.#up.delete(p);
+        this.#liveness.get(p)?.down();
+        if (busChannel.hasSubscribers) busChannel.publish({ event: "disconnected", origin: this.origin, reason });
+        this.#gap(`${p.listener.description}: ${reason}`);
+      },
+      up: () => {
+        for (const feed of [...p.tracked, ...p.channels.values()]) {
+          feed.forget();
+          if (feed.source.kind === "redis" && p.listener.tracking)
+            feed.state = { kind: "server", via: "redis tracking" };
+        }
+        this.#up.add(p);
+        // Messages were missed while it was down (the resync covers them): numbering starts over.
+        if (p.bus) this.#seen.clear();
+        if (busChannel.hasSubscribers) busChannel.publish({ event: "connected", origin: this.origin });
+        this.#logger.info({ listener: p.listener.description }, "coherence bus: listening");
+        this.#liveness.get(p)?.up();
+        upCallback();
+        // Subscribed first, then resynced: nothing announced in between is missed.
+        if (this.#connected) this.#resyncer.start(this.#current());
+      },
+    };
+  }
+
+  /** What the server's report of `raw` asks for. */
+  #report(feed: Feed, raw: string): Report {
+    this.#counts.serverReports++;
+    return feed.reported(raw);
+  }
+
+  /** Drops what a report names (`feed`: the server's report; none: this instance's failed write). */
+  #handle(report: Report, feed?: Feed): void {
+    if (report === undefined) return;
+    if ("dropAll" in report) this.#clear("", `server ${feed?.tier ?? ""}`);
+    else this.#dropKey(report.drop, this.#local, feed);
+  }
+
+  /** Local tiers serve only while the lease holds and they are resynced. */
+  #apply(): void {
+    const leased = this.#lease?.valid === true;
+    for (const t of this.#local) {
+      if (leased && !this.#resyncer.unsynced(t)) this.#ranking.trust(t);
+      else this.#ranking.distrust(t);
+    }
+  }
+
+  /** Every listener answered: the lease runs from the oldest of their latest proofs (after pending drops). */
+  #proved(): void {
+    if (!this.#connected || !this.#lease) return;
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const p of this.#planned) oldest = Math.min(oldest, this.#liveness.get(p)?.lastProof ?? Number.NaN);
+    if (!Number.isFinite(oldest)) return;
+    const lease = this.#lease;
+    const renew = () => {
+      if (lease.renew(oldest)) this.#apply();
+    };
+    if (this.#drops.size === 0) renew();
+    else void Promise.allSettled([...this.#drops]).then(renew);
+  }
+
+  #lapsed(): void {
+    this.#apply();
+    this.#logger.warn(
+      { boundMs: this.boundMs },
+      "coherence bus: no fresh proof of hearing every change; local profiles are out of the read path",
+    );
+    if (busChannel.hasSubscribers) busChannel.publish({ event: "lapse", origin: this.origin });
+  }
+
+  #silent(p: Planned, reason: string): void {
+    this.#counts.silent++;
+    this.#logger.warn({ listener: p.listener.description, reason }, "coherence bus: listener replaced");
   }
 
   #receive(payload: string): void {
@@ -218,17 +337,12 @@ export class Coherence implements ChangeSink {
       this.#gap((err as Error).message);
       return;
     }
-    if (m.origin === this.origin) return;
-    const last = this.#seen.get(m.origin);
-    // A heartbeat repeats the last number sent; a change takes the next one.
-    const expected = last === undefined ? undefined : m.op === "heartbeat" ? last : last + 1;
-    if (last === undefined || m.seq > last) this.#seen.set(m.origin, m.seq);
-    this.#heard.add(m.origin);
-    if (m.op === "heartbeat") {
-      if (expected !== undefined && m.seq > expected)
-        this.#gap(`missed ${m.seq - expected} message(s) from ${m.origin}`);
-      return;
-    }
+    if (m.origin === this.origin || m.op === "heartbeat") return;
+    // One bus listener: each origin's messages arrive in order, once. Several (a cluster's masters): each copy.
+    const single = this.#planned.filter((p) => p.bus).length === 1;
+    const last = this.#seen.get(m.origin)?.seq;
+    if (single && last !== undefined && m.seq <= last) return;
+    this.#seen.set(m.origin, { seq: Math.max(m.seq, last ?? 0), at: Date.now() });
     this.#counts.received++;
     const keys = m.keys.filter((k) => {
       try {
@@ -242,15 +356,16 @@ export class Coherence implements ChangeSink {
       busChannel.publish({ event: "received", origin: this.origin, from: m.origin, op: m.op, keys, seq: m.seq });
     }
     if (keys.length < m.keys.length) this.#gap(`a message from ${m.origin} named keys that are not valid`);
-    // Drop the copies first, then resync for a skipped number (the resync cannot bring them back).
-    if (m.op === "clear") this.#clear(m.prefix ?? "");
-    else {
-      const local = this.#local.filter((t) => t.state.kind !== "down");
-      for (const key of keys) this.#drop(key, local);
-    }
-    if (expected !== undefined && m.seq > expected) this.#gap(`missed ${m.seq - expected} message(s) from ${m.origin}`);
-    const change: RemoteChange = { op: m.op, keys, origin: m.origin };
+    if (m.op === "clear") this.#clear(m.prefix ?? "", m.origin);
+    else for (const key of keys) this.#dropKey(key, this.#local);
+    if (single && last !== undefined && m.seq > last + 1)
+      this.#gap(`missed ${m.seq - last - 1} message(s) from ${m.origin}`);
+    const change: RemoteChange = { op: m.op, keys, origin: m.origin, source: "bus" };
     if (m.prefix !== undefined) change.prefix = m.prefix;
+    this.#tell(change);
+  }
+
+  #tell(change: RemoteChange): void {
     for (const listener of this.#listeners) {
       try {
         listener(change);
@@ -260,27 +375,34 @@ export class Coherence implements ChangeSink {
     }
   }
 
-  /**
-   * Another instance changed `key`: no write-back of it may land (a local tier's delete fences the key
-   * too, but a write-back may target a shared tier, or every local tier may be down), and no local copy may stay.
-   */
-  #drop(key: string, local: readonly Tier[]): void {
+  /** `key` changed elsewhere: no write-back of it may land, no local copy may stay. */
+  #dropKey(key: string, tiers: readonly Tier[], feed?: Feed): void {
     this.#fence.invalidate(key);
-    for (const tier of local) {
+    for (const tier of tiers) {
+      if (tier.state.kind === "down") continue;
       this.#counts.droppedKeys++;
-      tier.delete(key).catch((err) => this.#failedDrop(tier, err));
+      const p = tier.delete(key).catch((err) => this.#failedDrop(tier, err));
+      this.#drops.add(p);
+      void p.finally(() => this.#drops.delete(p));
     }
+    if (feed) this.#tell({ op: "change", keys: [key], origin: `server ${feed.tier}`, source: "server" });
   }
 
-  #clear(prefix: string): void {
+  #clear(prefix: string, origin: string): void {
     this.#fence.invalidateAll();
     for (const tier of this.#local) {
       if (tier.state.kind === "down") continue;
-      void tier
+      const p = tier
         .list(prefix)
         .then((keys) => Promise.all(keys.map((k) => tier.delete(k).then(() => this.#counts.droppedKeys++))))
-        .catch((err) => this.#failedDrop(tier, err));
+        .then(
+          () => {},
+          (err) => this.#failedDrop(tier, err),
+        );
+      this.#drops.add(p);
+      void p.finally(() => this.#drops.delete(p));
     }
+    if (origin.startsWith("server")) this.#tell({ op: "clear", keys: [], prefix, origin, source: "server" });
   }
 
   /** A local copy that could not be dropped must not be served: the tier leaves the read path until resynced. */
@@ -289,72 +411,25 @@ export class Coherence implements ChangeSink {
     this.#gap(`profile "${tier.name}" could not drop a changed key`);
   }
 
-  #down(reason: string): void {
-    if (!this.#connected && this.#counts.gaps > 0) return; // still down: one gap per outage
-    this.#connected = false;
-    if (busChannel.hasSubscribers) busChannel.publish({ event: "disconnected", origin: this.origin, reason });
-    this.#gap(`coherence bus listener down: ${reason}`);
-  }
-
-  #up(): void {
-    this.#connected = true;
-    if (busChannel.hasSubscribers) busChannel.publish({ event: "connected", origin: this.origin });
-    this.#logger.info({ bus: this.#transport?.description }, "coherence bus: listening");
-    // Subscribed first, then resynced: nothing published in between is missed.
-    this.#startResync();
-  }
-
   /** Anything may have changed elsewhere: local tiers leave the read path, write-backs in flight are dropped. */
   #gap(reason: string): void {
     if (this.#closed) return;
     this.#counts.gaps++;
-    this.#generation++;
-    this.#distrustLocal();
+    this.#resyncer.distrust(this.#local);
+    this.#fence.invalidateAll();
+    this.#apply();
     this.#logger.warn({ reason }, "coherence bus: gap; local profiles are out of the read path until resynced");
     if (busChannel.hasSubscribers) busChannel.publish({ event: "gap", origin: this.origin, reason });
-    if (this.#connected) this.#startResync();
+    if (this.#connected) this.#resyncer.start(this.#current());
   }
 
-  #distrustLocal(): void {
-    this.#fence.invalidateAll();
-    if (!this.#ranking.all.some((t) => t.shared)) return;
-    for (const t of this.#local) this.#ranking.distrust(t);
+  /** What a resync checks to know it still counts: open, every listener up, no gap since it started. */
+  #current(): () => boolean {
+    return () => !this.#closed && this.#connected;
   }
 
-  #startResync(): void {
-    const run = async () => {
-      const generation = ++this.#generation;
-      this.#seen.clear();
-      const current = () => !this.#closed && this.#connected && this.#generation === generation;
-      const shared = this.#ranking.readOrder.filter((t) => t.shared);
-      let failed = false;
-      for (const tier of this.#local) {
-        if (!current()) return;
-        if (!this.#ranking.distrusted(tier) || tier.state.kind === "down") continue;
-        try {
-          const report = await resyncTier(tier, shared, this.#fence, current);
-          if (!report) return;
-          this.#ranking.trust(tier);
-          this.#counts.resyncs++;
-          this.#logger.info({ profile: tier.name, ...report }, "coherence bus: local profile resynced");
-          if (busChannel.hasSubscribers)
-            busChannel.publish({ event: "resync", origin: this.origin, profile: tier.name, ...report });
-        } catch (err) {
-          failed = true;
-          this.#logger.warn({ profile: tier.name, err }, "coherence bus: resync failed; trying again");
-        }
-      }
-      if (failed && current()) {
-        clearTimeout(this.#retryTimer);
-        this.#retryTimer = setTimeout(() => this.#startResync(), RESYNC_RETRY_MS);
-        this.#retryTimer.unref();
-      }
-    };
-    // One resync at a time: a gap during one makes it stop early, and the next one starts after it.
-    const previous = this.#resync ?? Promise.resolve();
-    const p: Promise<void> = previous.then(run).finally(() => {
-      if (this.#resync === p) this.#resync = undefined;
-    });
-    this.#resync = p;
+  #prune(): void {
+    const before = Date.now() - PRUNE_MS;
+    for (const [origin, s] of this.#seen) if (s.at < before) this.#seen.delete(origin);
   }
 }

@@ -1,0 +1,86 @@
+/**
+ * The change feed of a shared PostgreSQL table: a trigger that calls
+ * `pg_notify(<channel>, <key>)` for every row inserted, updated or deleted
+ * (and `''`, meaning "everything", for a `TRUNCATE` or a key too long for a
+ * notification). It runs inside the writer's transaction, whoever the writer
+ * is (another instance, the Rust crate, `psql`), and PostgreSQL delivers the
+ * notification at commit: the change and its announcement are one step.
+ * Every instance installs the same trigger (idempotently, under an advisory
+ * lock); one whose role may not gets the reason, and falls back to announcing
+ * its own writes.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import type { Client } from "pg";
+import { redactSecrets } from "../../errors.js";
+import { quoteIdentifier } from "../../operators/drivers/_sql.js";
+import type { PostgresqlChangeFeed } from "../../operators/types.js";
+
+/** Keys longer than this (bytes) are announced as "everything" (NOTIFY payloads stay under 8000 bytes). */
+const MAX_KEY_BYTES = 7900;
+/** Trigger names on the table: one per table, whoever installs it. */
+const ROW_TRIGGER = "terraphim_changes";
+const TRUNCATE_TRIGGER = "terraphim_changes_truncate";
+
+/** The channel, function and lock of one table's feed: the same in every instance. */
+export function feedNames(feed: Pick<PostgresqlChangeFeed, "table" | "keyField">) {
+  const id = createHash("sha256").update(`${feed.table}\0${feed.keyField}`).digest("hex").slice(0, 16);
+  return {
+    /** LISTEN channel (an identifier: at most 63 bytes). */
+    channel: `terraphim_changes_${id}`,
+    fn: `terraphim_notify_${id}`,
+    /** Advisory lock key: installs of one table's trigger never race each other. */
+    lock: BigInt.asIntN(64, BigInt(`0x${id}`)).toString(),
+  };
+}
+
+/** What installing the trigger found. */
+export type TriggerOutcome = { installed: true } | { installed: false; reason: string };
+
+/**
+ * Installs (or refreshes) the table's trigger, in one transaction under an advisory lock.
+ * Never throws: a role that may not create it gets `{ installed: false, reason }`.
+ */
+export async function installTrigger(client: Client, feed: PostgresqlChangeFeed): Promise<TriggerOutcome> {
+  const names = feedNames(feed);
+  const q = (name: string) => quoteIdentifier(name, '"');
+  const [table, key, fn] = [q(feed.table), q(feed.keyField), q(names.fn)];
+  const notify = (row: "OLD" | "NEW") =>
+    `PERFORM pg_notify('${names.channel}', CASE WHEN octet_length(${row}.${key}) <= ${MAX_KEY_BYTES} THEN ${row}.${key} ELSE '' END);`;
+  const body = `
+    BEGIN
+      IF TG_OP = 'TRUNCATE' THEN PERFORM pg_notify('${names.channel}', ''); RETURN NULL; END IF;
+      IF TG_OP <> 'INSERT' THEN ${notify("OLD")} END IF;
+      IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.${key} IS DISTINCT FROM OLD.${key}) THEN ${notify("NEW")} END IF;
+      RETURN NULL;
+    END`;
+  try {
+    await client.query("BEGIN");
+    await client.query(`SELECT pg_advisory_xact_lock(${names.lock})`);
+    await client.query(`CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $tp$${body}$tp$`);
+    await client.query(
+      `CREATE OR REPLACE TRIGGER ${q(ROW_TRIGGER)} AFTER INSERT OR UPDATE OR DELETE ON ${table} FOR EACH ROW EXECUTE FUNCTION ${fn}()`,
+    );
+    await client.query(
+      `CREATE OR REPLACE TRIGGER ${q(TRUNCATE_TRIGGER)} AFTER TRUNCATE ON ${table} FOR EACH STATEMENT EXECUTE FUNCTION ${fn}()`,
+    );
+    await client.query("COMMIT");
+    return { installed: true };
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => {});
+    return { installed: false, reason: redactSecrets((err as Error).message) };
+  }
+}
+
+/** Whether the table already has a working trigger (another role installed it): then no install is needed. */
+export async function hasTrigger(client: Client, feed: PostgresqlChangeFeed): Promise<boolean> {
+  const names = feedNames(feed);
+  const r = await client.query({
+    text: `SELECT count(*) FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+           WHERE t.tgrelid = to_regclass($1) AND t.tgname = ANY($2) AND p.proname = $3 AND t.tgenabled <> 'D'`,
+    values: [quoteIdentifier(feed.table, '"'), [ROW_TRIGGER, TRUNCATE_TRIGGER], names.fn],
+    rowMode: "array",
+  });
+  return Number((r.rows[0] as unknown[])[0]) === 2;
+}
