@@ -73,8 +73,11 @@ export interface Operator {
   writeSync?(path: string, data: Uint8Array | string, adopt?: boolean): void;
   /** Size (and, where known, modification time); throws `NotFoundError` when absent. */
   stat(path: string): Promise<StatResult>;
-  /** Deletes `path`; deleting a missing key succeeds. */
-  delete(path: string): Promise<void>;
+  /**
+   * Deletes `path`; deleting a missing key succeeds. Resolves `false` where the backend says nothing
+   * was there (redis, postgresql: the coherence bus then expects no report of it), else nothing.
+   */
+  delete(path: string): Promise<boolean | void>;
   /** Whether `path` exists. */
   exists(path: string): Promise<boolean>;
   /**

@@ -26,10 +26,12 @@ export interface CoherenceConfig {
    */
   heartbeatMs: number;
   /**
-   * While busy, changes are gathered for this long after the last message before the next goes out (an
-   * idle bus sends at the end of the event-loop turn). @default 1 (redis), 3 (postgresql)
+   * @deprecated No longer used: a save waits for its announcement, and changes gather by themselves while
+   * a message is on its way. Still checked, so settings files that set it keep loading (with a warning).
    */
   batchMs: number;
+  /** What the table asks for that has no effect (said once at start-up). */
+  warnings: string[];
   /** The connection options (`endpoint`, `cluster_endpoints`, `username`, `password`, `db`; or `connection_string`). */
   connection: Record<string, string>;
 }
@@ -107,7 +109,11 @@ export function checkCoherence(raw: CoherenceSettings, where = ""): CoherenceCon
     }
   }
   let batchMs = DEFAULT_BATCH_MS[t];
+  const warnings: string[] = [];
   if (raw.batch_ms !== undefined) {
+    warnings.push(
+      "coherence.batch_ms is no longer used: a save waits for its announcement, and changes gather while one is on its way",
+    );
     batchMs = Number(raw.batch_ms.trim());
     if (!Number.isFinite(batchMs) || batchMs < 0 || batchMs > MAX_BATCH_MS) {
       throw new SettingsError(
@@ -117,5 +123,5 @@ export function checkCoherence(raw: CoherenceSettings, where = ""): CoherenceCon
   }
   const connection: Record<string, string> = {};
   for (const key of CONNECTION_KEYS[t]) if (raw[key] !== undefined) connection[key] = raw[key];
-  return { type: t, channel, heartbeatMs, batchMs, connection };
+  return { type: t, channel, heartbeatMs, batchMs, connection, warnings };
 }

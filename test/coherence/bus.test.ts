@@ -17,6 +17,7 @@ import {
   type BusEvent,
   checkCoherence,
   DeviceStorage,
+  PartialWriteError,
   parseSettings,
   type RemoteChange,
   SettingsError,
@@ -24,7 +25,16 @@ import {
   watchCoherenceBus,
 } from "../../src/index.js";
 import { freePort, startRedis } from "../helpers/servers.js";
-import { captureLogger, MACHINE_PG, MACHINE_REDIS, openInstance, serversFor, uid, waitFor } from "./_gaps-util.js";
+import {
+  captureLogger,
+  MACHINE_PG,
+  MACHINE_REDIS,
+  openInstance,
+  serversFor,
+  sleep,
+  uid,
+  waitFor,
+} from "./_gaps-util.js";
 
 const logger = silentLogger;
 const ok = await serversFor({ ownRedis: true, redis: true, postgres: true });
@@ -160,7 +170,7 @@ describe.skipIf(!ok)("coherence bus, one process", () => {
     );
   });
 
-  it("messages carry keys, never values; a delete is announced", async () => {
+  it("messages carry keys, never values; a delete is announced; an idle instance sends nothing (no heartbeats)", async () => {
     const coherence = { type: "redis", endpoint: MACHINE_REDIS, channel: `bus-keys-${uid()}`, heartbeat_ms: "100" };
     const raw: string[] = [];
     const sub = new Redis(6379, "127.0.0.1");
@@ -170,35 +180,37 @@ describe.skipIf(!ok)("coherence bus, one process", () => {
       await sub.subscribe(coherence.channel);
       sub.on("message", (_ch: string, payload: string) => raw.push(payload));
       await waitFor(() => events.some((e) => e.kind === "up"), "the watcher subscribed");
-      const a = await openInstance({ mem: { type: "memory" }, r: redisProfile() }, coherence, { logger });
+      // A shared profile no server announces (a memory profile marked shared): this instance announces its changes.
+      const a = await openInstance({ mem: { type: "memory" }, shm: { type: "memory", shared: "true" } }, coherence, {
+        logger,
+      });
       open.push(a);
       const marker = `value-marker-${uid()}`;
       await a.saveValue("old.json", { note: marker });
       await a.saveValue("doc.json", { note: marker, n: 424242 });
-      await a.flush();
       await a.deleteValue("old.json");
-      await a.flush();
-      const messages = () =>
-        events.flatMap((e) => (e.kind === "message" && e.message.op !== "heartbeat" ? [e.message] : []));
+      const messages = () => events.flatMap((e) => (e.kind === "message" ? [e.message] : []));
       await waitFor(() => messages().some((m) => m.op === "delete"), "the delete's message");
-      await waitFor(() => events.some((e) => e.kind === "message" && e.message.op === "heartbeat"), "a heartbeat");
       const origin = a.coherenceStats()!.origin;
-      expect(
-        messages()
-          .filter((m) => m.op === "save")
-          .flatMap((m) => m.keys),
-      ).toEqual(["old.json", "doc.json"]);
+      // Each save resolved once its message was taken: in order, one each.
+      expect(messages().map((m) => [m.op, ...m.keys])).toEqual([
+        ["save", "old.json"],
+        ["save", "doc.json"],
+        ["delete", "old.json"],
+      ]);
       expect(messages().filter((m) => m.op === "delete")).toEqual([
         { origin, seq: expect.any(Number), op: "delete", keys: ["old.json"] },
       ]);
       expect(events.filter((e) => e.kind === "malformed")).toEqual([]);
-      await waitFor(
-        () => raw.some((p) => p.includes('"hb"')) && raw.some((p) => p.includes('"delete"')),
-        "raw payloads",
-      );
+      // Idle for ten ping periods: liveness is a ping on each instance's own connection, never a message to all.
+      const before = raw.length;
+      await sleep(1000);
+      expect(raw.length).toBe(before);
+      expect(a.coherenceStats()!.lease).toMatchObject({ trusted: true, boundMs: 300 });
       for (const payload of raw) {
         expect(payload).not.toContain(marker);
         expect(payload).not.toContain("424242");
+        expect(payload).not.toContain('"hb"');
         const body = JSON.parse(payload) as Record<string, unknown>;
         for (const field of Object.keys(body)) expect(["v", "o", "s", "op", "k", "p"]).toContain(field);
       }
@@ -242,37 +254,52 @@ describe.skipIf(!ok)("coherence bus, one process", () => {
     }
   });
 
-  it("onRemoteChange reports other instances' changes only", async () => {
+  it("onRemoteChange reports other instances' changes only: from the server (redis tracking) and from the bus", async () => {
     const coherence = { type: "redis", endpoint: MACHINE_REDIS, channel: `bus-remote-${uid()}` };
-    const r = redisProfile();
-    const a = await openInstance({ mem: { type: "memory" }, r }, coherence, { logger });
-    const b = await openInstance({ mem: { type: "memory" }, r }, coherence, { logger });
+    const dir = tempDir();
+    // r: its server reports every change; f: a shared folder no server announces (the instances do, on the bus).
+    const profiles = { mem: { type: "memory" }, r: redisProfile(), f: { type: "fs", root: dir, shared: "true" } };
+    const a = await openInstance(profiles, coherence, { logger });
+    const b = await openInstance(profiles, coherence, { logger });
     open.push(a, b);
     const seenA: RemoteChange[] = [];
     const seenB: RemoteChange[] = [];
     a.onRemoteChange((c) => seenA.push(c));
     const stopB = b.onRemoteChange((c) => seenB.push(c));
     await a.saveValue("x.json", 1);
-    await a.flush();
     await b.saveValue("y.json", 2);
-    await b.flush();
     await a.deleteValue("x.json");
-    await a.flush();
-    await waitFor(() => seenB.length === 2 && seenA.length === 1, "both changes of A at B, B's at A");
+    await waitFor(() => seenB.length === 4 && seenA.length === 2, "both changes of A at B, B's at A");
     const originA = a.coherenceStats()!.origin;
     const originB = b.coherenceStats()!.origin;
-    expect(seenB).toEqual([
-      { op: "save", keys: ["x.json"], origin: originA },
-      { op: "delete", keys: ["x.json"], origin: originA },
+    const server = { origin: "server r", source: "server", op: "change" };
+    expect(seenB).toEqual(
+      expect.arrayContaining([
+        { ...server, keys: ["x.json"] },
+        { op: "save", keys: ["x.json"], origin: originA, source: "bus" },
+        { op: "delete", keys: ["x.json"], origin: originA, source: "bus" },
+      ]),
+    );
+    expect(seenB.filter((c) => c.source === "server")).toEqual([
+      { ...server, keys: ["x.json"] },
+      { ...server, keys: ["x.json"] },
     ]);
-    expect(seenA).toEqual([{ op: "save", keys: ["y.json"], origin: originB }]);
+    expect(seenA).toEqual(
+      expect.arrayContaining([
+        { ...server, keys: ["y.json"] },
+        { op: "save", keys: ["y.json"], origin: originB, source: "bus" },
+      ]),
+    );
+    // The server reports A's own writes to A too: each was expected, so none reached A's listeners.
+    expect(a.coherenceStats()!.feeds).toEqual([
+      expect.objectContaining({ profile: "r", announcedBy: "server", via: "redis tracking", ownReports: 2 }),
+    ]);
+    expect(seenA.filter((c) => c.keys.includes("x.json"))).toEqual([]);
     stopB();
     await a.saveValue("z.json", 3);
-    await a.flush();
     await b.saveValue("w.json", 4);
-    await b.flush();
-    await waitFor(() => seenA.length === 2, "B's second change at A");
-    expect(seenB).toHaveLength(2);
+    await waitFor(() => seenA.length === 4, "B's second change at A");
+    expect(seenB).toHaveLength(4);
   });
 
   it("no bus credential reaches a log line or an error", async () => {
@@ -281,7 +308,8 @@ describe.skipIf(!ok)("coherence bus, one process", () => {
     const log = captureLogger();
     const errors: unknown[] = [];
     try {
-      const profiles = { mem: { type: "memory" }, r: redisProfile() };
+      // A shared profile no server announces: every save must be announced, and the bus refuses (or is not there).
+      const profiles = { mem: { type: "memory" }, shm: { type: "memory", shared: "true" } };
       const redisBus = {
         type: "redis",
         endpoint: `tcp://bususer:${secrets[1]}@127.0.0.1:${own.port}`,
@@ -300,8 +328,8 @@ describe.skipIf(!ok)("coherence bus, one process", () => {
       ]);
       open.push(a, b);
       for (const s of [a, b]) {
-        await s.saveValue("k.json", 1);
-        await s.flush();
+        // The save waits for its announcement up to the bound, then names it.
+        errors.push(await s.saveValue("k.json", 1).catch((e: unknown) => e));
         await waitFor(() => s.coherenceStats()!.publishFailures > 0, "a failed publish");
         log.lines.push(JSON.stringify(s.coherenceStats()));
       }
@@ -314,7 +342,9 @@ describe.skipIf(!ok)("coherence bus, one process", () => {
           { logger: log },
         ).catch((e: unknown) => e),
       );
-      expect(errors[0]).toBeInstanceOf(SettingsError);
+      expect(errors[0]).toBeInstanceOf(PartialWriteError);
+      expect(errors[1]).toBeInstanceOf(PartialWriteError);
+      expect(errors[2]).toBeInstanceOf(SettingsError);
       await Promise.all([a.close(), b.close()]);
     } finally {
       await own.stop();
@@ -322,8 +352,11 @@ describe.skipIf(!ok)("coherence bus, one process", () => {
     // The test saw the failures it is about.
     expect(log.lines.some((l) => l.includes("publish failed"))).toBe(true);
     expect(log.lines.some((l) => l.includes("notify failed"))).toBe(true);
-    const err = errors[0] as Error;
-    const texts = [...log.lines, `${err.message} ${err.stack} ${String((err.cause as Error | undefined)?.message)}`];
+    const texts = [...log.lines];
+    for (const err of errors as PartialWriteError[]) {
+      texts.push(`${err.message} ${err.stack} ${String((err.cause as Error | undefined)?.message)}`);
+      for (const o of err.outcomes ?? []) if (!o.ok) texts.push(`${o.error.message} ${o.error.stack}`);
+    }
     for (const secret of secrets) for (const t of texts) expect(t).not.toContain(secret);
   });
 });

@@ -147,7 +147,8 @@ export async function postgresqlOperator(options: Record<string, string>, profil
     stat: `SELECT octet_length(${v}) FROM ${t} WHERE ${k} = $1`,
     exists: `SELECT 1 FROM ${t} WHERE ${k} = $1`,
     write: `INSERT INTO ${t} (${k}, ${v}) VALUES ($1, $2) ON CONFLICT (${k}) DO UPDATE SET ${v} = EXCLUDED.${v}`,
-    delete: `DELETE FROM ${t} WHERE ${k} = $1`,
+    // RETURNING says whether a row was there (a delete of nothing changes nothing: no trigger, no report).
+    delete: `DELETE FROM ${t} WHERE ${k} = $1 RETURNING 1`,
     // E'\\' is one backslash whatever standard_conforming_strings says; "C" sorts by code point, as JS does below U+10000.
     list: `SELECT ${k} FROM ${t} WHERE ${k} LIKE $1 ESCAPE E'\\\\' ORDER BY ${k} COLLATE "C"`,
   };
@@ -281,7 +282,7 @@ export async function postgresqlOperator(options: Record<string, string>, profil
       return { contentLength: Number((await column("stat", path)) ?? 0) };
     },
     async delete(path) {
-      await run("delete", path, [rowKey(path)]);
+      return (await run("delete", path, [rowKey(path)])).length > 0;
     },
     async exists(path) {
       return (await run("exists", path, [rowKey(path)])).length > 0;

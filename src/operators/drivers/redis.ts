@@ -291,7 +291,7 @@ function wrap(client: Redis | Cluster, conn: Connection, config: RedisConfig, pr
     async delete(path) {
       const k = redisKey(path);
       try {
-        await client.del(k);
+        return (await client.del(k)) > 0;
       } catch (err) {
         throw failure("delete", path, err);
       }

@@ -111,6 +111,7 @@ export class Coherence implements ChangeSink {
    * @throws SettingsError for bad connection options.
    */
   async start(): Promise<void> {
+    for (const w of this.#config.warnings) this.#logger.warn({}, w);
     this.#publisher = await openPublisher(this.#config);
     this.#outbox = new Outbox(this.origin, this.#publisher, this.#logger, this.boundMs);
     if (!this.#ranking.all.some((t) => t.shared)) {
@@ -289,7 +290,7 @@ export class Coherence implements ChangeSink {
   #handle(report: Report, feed?: Feed): void {
     if (report === undefined) return;
     if ("dropAll" in report) this.#clear("", `server ${feed?.tier ?? ""}`);
-    else this.#dropKey(report.drop, this.#local, feed);
+    else this.#dropKey(report.drop, this.#local, report.quiet ? undefined : feed);
   }
 
   /** Local tiers serve only while the lease holds and they are resynced. */

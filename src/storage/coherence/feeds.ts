@@ -4,14 +4,16 @@
  * server stores it; the feed turns it into the storage key to drop locally.
  *
  * The server reports this instance's own writes too. Dropping the local copy
- * just saved would cost the next load a round trip, so each write this
- * instance sends to such a tier is *expected* (counted per key, before it is
- * sent), and a report of an expected key is taken as that write's own. A
- * write that fails or ends unknown un-expects its key and drops the local
- * copies: a later report then never passes for ours when it is not. Counting
- * errs one way only: a report taken for a foreign change costs a reload,
- * never a stale value. Deletes expect nothing (dropping again is harmless),
- * since deleting a missing key changes nothing and so reports nothing.
+ * just saved would cost the next load a round trip, and telling the
+ * application of its own change would be wrong, so each write this instance
+ * sends to such a tier is *expected* (counted per key, before it is sent), and
+ * a report of an expected key is taken as that write's own: a save's leaves
+ * the local copy alone, a delete's drops it again (harmless) quietly. A write
+ * that fails or ends unknown un-expects its key and drops the local copies,
+ * and so does a delete that found nothing (it changed nothing, so nothing is
+ * reported): a later report then never passes for ours when it is not.
+ * Counting errs one way only: a report taken for a foreign change costs a
+ * reload, never a stale value.
  *
  * @module
  */
@@ -27,8 +29,8 @@ export type FeedState =
   /** The server cannot or may not: this instance announces its own saves; other programs' changes go unseen. */
   | { kind: "bus"; reason: string };
 
-/** What a report of the server means here. */
-export type Report = { drop: string } | { dropAll: true } | undefined;
+/** What a report of the server means here (`quiet`: this instance's own delete, not a change to tell of). */
+export type Report = { drop: string; quiet?: boolean } | { dropAll: true } | undefined;
 
 export class Feed {
   /** The profile. */
@@ -38,8 +40,9 @@ export class Feed {
   /** Reports received, and those taken as this instance's own writes. */
   reports = 0;
   own = 0;
-  /** Own writes sent and not reported yet, per key as the operator names it. */
-  readonly #expected = new Map<string, number>();
+  /** Own saves and deletes sent and not reported yet, per key as the operator names it. */
+  readonly #saves = new Map<string, number>();
+  readonly #deletes = new Map<string, number>();
 
   constructor(tier: string, source: ChangeFeedSource) {
     this.tier = tier;
@@ -51,28 +54,28 @@ export class Feed {
     return this.state.kind === "server";
   }
 
-  /** A write of `path` is about to be sent. */
-  expect(path: string): void {
-    this.#expected.set(path, (this.#expected.get(path) ?? 0) + 1);
+  /** A save (or a delete) of `path` is about to be sent. */
+  expect(path: string, op: "save" | "delete" = "save"): void {
+    const m = op === "save" ? this.#saves : this.#deletes;
+    m.set(path, (m.get(path) ?? 0) + 1);
   }
 
-  /** A write of `path` failed or its outcome is unknown: its report, if any, is not taken for ours. */
-  unexpect(path: string): void {
-    const n = this.#expected.get(path);
-    if (n === undefined) return;
-    if (n <= 1) this.#expected.delete(path);
-    else this.#expected.set(path, n - 1);
+  /** That write failed, its outcome is unknown, or (a delete) it changed nothing: no report of it will come. */
+  unexpect(path: string, op: "save" | "delete" = "save"): void {
+    take(op === "save" ? this.#saves : this.#deletes, path);
   }
 
   /** The listener (re)connected: reports of writes sent before may be lost, so nothing is expected any more. */
   forget(): void {
-    this.#expected.clear();
+    this.#saves.clear();
+    this.#deletes.clear();
   }
 
   /** Writes sent and not yet reported. */
   get expecting(): number {
     let n = 0;
-    for (const v of this.#expected.values()) n += v;
+    for (const v of this.#saves.values()) n += v;
+    for (const v of this.#deletes.values()) n += v;
     return n;
   }
 
@@ -83,13 +86,24 @@ export class Feed {
     const prefix = this.source.prefix;
     if (!raw.startsWith(prefix)) return undefined;
     const path = raw.slice(prefix.length);
-    if (this.#expected.has(path)) {
-      this.unexpect(path);
+    if (take(this.#saves, path)) {
       this.own++;
       return undefined;
     }
-    return keyReport(path);
+    const report = keyReport(path);
+    if (!take(this.#deletes, path)) return report;
+    this.own++;
+    return report && "drop" in report ? { ...report, quiet: true } : report;
   }
+}
+
+/** Takes one expectation of `path` off `m`; whether there was one. */
+function take(m: Map<string, number>, path: string): boolean {
+  const n = m.get(path);
+  if (n === undefined) return false;
+  if (n <= 1) m.delete(path);
+  else m.set(path, n - 1);
+  return true;
 }
 
 /** The key whose local copies a change of `path` makes stale: the value's, for a TTL sidecar; none for other reserved keys. */
@@ -106,21 +120,35 @@ export function keyReport(path: string): Report {
 }
 
 /**
- * `op` with every write counted in `feed` before it is sent (see the module). A failed write
- * un-expects its key and calls `failed`, which drops the local copies.
+ * `op` with every write and delete counted in `feed` before it is sent (see the module). One that
+ * fails un-expects its key and calls `failed`, which drops the local copies.
  */
 export function expectingOperator(op: Operator, feed: Feed, failed: (path: string) => void): Operator {
   const write = (path: string, data: Uint8Array | string) => {
-    feed.expect(path);
+    feed.expect(path, "save");
     return op.write(path, data).catch((err: unknown) => {
-      feed.unexpect(path);
+      feed.unexpect(path, "save");
       failed(path);
       throw err;
     });
   };
+  const del = async (path: string) => {
+    feed.expect(path, "delete");
+    try {
+      const removed = await op.delete(path);
+      // Nothing was there: nothing changed, nothing will be reported.
+      if (removed === false) feed.unexpect(path, "delete");
+      return removed;
+    } catch (err) {
+      feed.unexpect(path, "delete");
+      failed(path);
+      throw err;
+    }
+  };
   return new Proxy(op, {
     get(target, prop) {
       if (prop === "write") return write;
+      if (prop === "delete") return del;
       const v = Reflect.get(target, prop, target) as unknown;
       return typeof v === "function" ? v.bind(target) : v;
     },

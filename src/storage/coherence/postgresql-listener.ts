@@ -69,6 +69,8 @@ export class PostgresqlListener implements Listener {
     const client = new this.#pg.Client({
       connectionString: this.#connectionString,
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      // Tells an operator's pg_stat_activity which connections listen, and to what.
+      application_name: `tp-listen ${[...this.#interests.channels].join(",")}`.slice(0, 63),
       stream: () => socket,
     });
     this.#client = client;
