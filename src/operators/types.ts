@@ -77,6 +77,7 @@ export interface Operator {
    * Deletes `path`; deleting a missing key succeeds. Resolves `false` where the backend says nothing
    * was there (redis, postgresql: the coherence bus then expects no report of it), else nothing.
    */
+  // biome-ignore lint/suspicious/noConfusingVoidType: most drivers resolve with nothing, which `void` states
   delete(path: string): Promise<boolean | void>;
   /** Whether `path` exists. */
   exists(path: string): Promise<boolean>;

@@ -37,6 +37,7 @@ import { Lease, stalenessBoundMs } from "./lease.js";
 import type { ListenerEvents } from "./listener.js";
 import { type Planned, planListeners } from "./listeners.js";
 import { Liveness } from "./liveness.js";
+import { LocalCopies } from "./local-copies.js";
 import { type BusMessage, decodeMessage } from "./message.js";
 import { openPublisher } from "./open-transport.js";
 import { Outbox } from "./outbox.js";
@@ -77,10 +78,8 @@ export class Coherence implements ChangeSink {
   /** The last sequence number seen per origin, and when. */
   readonly #seen = new Map<string, { seq: number; at: number }>();
   #pruneTimer: NodeJS.Timeout | undefined;
-  /** Drops of local copies not finished yet: a proof waits for them. */
-  readonly #drops = new Set<Promise<void>>();
-  readonly #listeners = new Set<(change: RemoteChange) => void>();
-  readonly #counts = { received: 0, serverReports: 0, droppedKeys: 0, gaps: 0, silent: 0 };
+  readonly #copies: LocalCopies;
+  readonly #counts = { received: 0, serverReports: 0, gaps: 0, silent: 0 };
 
   constructor(config: CoherenceConfig, ranking: Ranking<Tier>, fence: WriteFence, logger: Logger, o: CoherenceOptions) {
     this.#config = config;
@@ -90,6 +89,7 @@ export class Coherence implements ChangeSink {
     this.#subscribe = o.subscribe;
     this.origin = o.origin ?? randomUUID();
     this.#resyncer = new Resyncer(ranking, fence, logger, this.origin, () => this.#apply());
+    this.#copies = new LocalCopies(fence, logger, (t) => this.#gap(`profile "${t.name}" could not drop a changed key`));
   }
 
   /** The staleness bound Δ in ms. */
@@ -176,7 +176,7 @@ export class Coherence implements ChangeSink {
   /** A save's write to local tier `profile` failed: its copy of `key` may be older than the shared truth. */
   localFailed(profile: string, key: string): void {
     const tier = this.#local.find((t) => t.name === profile);
-    if (tier && this.#ranking.all.some((t) => t.shared)) this.#dropKey(key, [tier]);
+    if (tier && this.#ranking.all.some((t) => t.shared)) this.#copies.drop(key, [tier]);
   }
 
   /** A local tier back from `down` missed every change meanwhile: out of the read path until resynced. */
@@ -190,8 +190,7 @@ export class Coherence implements ChangeSink {
 
   /** Calls `listener` for each change of a shared key made elsewhere. Returns the function that stops it. */
   onRemoteChange(listener: (change: RemoteChange) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    return this.#copies.onRemoteChange(listener);
   }
 
   stats(): CoherenceStats {
@@ -199,7 +198,7 @@ export class Coherence implements ChangeSink {
       origin: this.origin,
       connected: this.#connected,
       outbox: this.#outbox?.stats,
-      counts: { ...this.#counts, resyncs: this.#resyncer.resyncs },
+      counts: { ...this.#counts, droppedKeys: this.#copies.dropped, resyncs: this.#resyncer.resyncs },
       origins: this.#seen.size,
       distrusted: this.#ranking.all.filter((t) => this.#ranking.distrusted(t)).map((t) => t.name),
       lease: this.#lease?.snapshot(),
@@ -216,7 +215,7 @@ export class Coherence implements ChangeSink {
   /** Resolves when every announcement gathered so far was sent (or failed once), drops are done, and any resync ended. */
   async flush(): Promise<void> {
     await this.#outbox?.flush();
-    while (this.#drops.size > 0) await Promise.allSettled([...this.#drops]);
+    await this.#copies.settled();
     await this.#resyncer.idle();
   }
 
@@ -289,8 +288,18 @@ export class Coherence implements ChangeSink {
   /** Drops what a report names (`feed`: the server's report; none: this instance's failed write). */
   #handle(report: Report, feed?: Feed): void {
     if (report === undefined) return;
-    if ("dropAll" in report) this.#clear("", `server ${feed?.tier ?? ""}`);
-    else this.#dropKey(report.drop, this.#local, report.quiet ? undefined : feed);
+    const origin = `server ${feed?.tier ?? ""}`;
+    const tell = feed !== undefined && !("quiet" in report && report.quiet);
+    if ("dropAll" in report) {
+      this.#copies.clear(
+        "",
+        this.#local,
+        tell ? { op: "clear", keys: [], prefix: "", origin, source: "server" } : undefined,
+      );
+    } else {
+      const change: RemoteChange = { op: "change", keys: [report.drop], origin, source: "server" };
+      this.#copies.drop(report.drop, this.#local, tell ? change : undefined);
+    }
   }
 
   /** Local tiers serve only while the lease holds and they are resynced. */
@@ -312,8 +321,8 @@ export class Coherence implements ChangeSink {
     const renew = () => {
       if (lease.renew(oldest)) this.#apply();
     };
-    if (this.#drops.size === 0) renew();
-    else void Promise.allSettled([...this.#drops]).then(renew);
+    if (!this.#copies.pending) renew();
+    else void this.#copies.settled().then(renew);
   }
 
   #lapsed(): void {
@@ -357,59 +366,13 @@ export class Coherence implements ChangeSink {
       busChannel.publish({ event: "received", origin: this.origin, from: m.origin, op: m.op, keys, seq: m.seq });
     }
     if (keys.length < m.keys.length) this.#gap(`a message from ${m.origin} named keys that are not valid`);
-    if (m.op === "clear") this.#clear(m.prefix ?? "", m.origin);
-    else for (const key of keys) this.#dropKey(key, this.#local);
+    if (m.op === "clear") this.#copies.clear(m.prefix ?? "", this.#local);
+    else for (const key of keys) this.#copies.drop(key, this.#local);
     if (single && last !== undefined && m.seq > last + 1)
       this.#gap(`missed ${m.seq - last - 1} message(s) from ${m.origin}`);
     const change: RemoteChange = { op: m.op, keys, origin: m.origin, source: "bus" };
     if (m.prefix !== undefined) change.prefix = m.prefix;
-    this.#tell(change);
-  }
-
-  #tell(change: RemoteChange): void {
-    for (const listener of this.#listeners) {
-      try {
-        listener(change);
-      } catch (err) {
-        this.#logger.warn({ err }, "coherence bus: a remote-change listener threw");
-      }
-    }
-  }
-
-  /** `key` changed elsewhere: no write-back of it may land, no local copy may stay. */
-  #dropKey(key: string, tiers: readonly Tier[], feed?: Feed): void {
-    this.#fence.invalidate(key);
-    for (const tier of tiers) {
-      if (tier.state.kind === "down") continue;
-      this.#counts.droppedKeys++;
-      const p = tier.delete(key).catch((err) => this.#failedDrop(tier, err));
-      this.#drops.add(p);
-      void p.finally(() => this.#drops.delete(p));
-    }
-    if (feed) this.#tell({ op: "change", keys: [key], origin: `server ${feed.tier}`, source: "server" });
-  }
-
-  #clear(prefix: string, origin: string): void {
-    this.#fence.invalidateAll();
-    for (const tier of this.#local) {
-      if (tier.state.kind === "down") continue;
-      const p = tier
-        .list(prefix)
-        .then((keys) => Promise.all(keys.map((k) => tier.delete(k).then(() => this.#counts.droppedKeys++))))
-        .then(
-          () => {},
-          (err) => this.#failedDrop(tier, err),
-        );
-      this.#drops.add(p);
-      void p.finally(() => this.#drops.delete(p));
-    }
-    if (origin.startsWith("server")) this.#tell({ op: "clear", keys: [], prefix, origin, source: "server" });
-  }
-
-  /** A local copy that could not be dropped must not be served: the tier leaves the read path until resynced. */
-  #failedDrop(tier: Tier, err: unknown): void {
-    this.#logger.warn({ profile: tier.name, err }, "coherence bus: could not drop a local copy; resyncing the profile");
-    this.#gap(`profile "${tier.name}" could not drop a changed key`);
+    this.#copies.tell(change);
   }
 
   /** Anything may have changed elsewhere: local tiers leave the read path, write-backs in flight are dropped. */
