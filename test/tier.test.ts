@@ -223,4 +223,24 @@ describe("storage.profile(name): the Tier handle", () => {
     expect(text(await s.profile("memory").read("f.json"))).toBe('{"v":"new"}');
     expect(s.stats().memory!.writeBacksSkipped).toBe(1);
   });
+
+  it("a write-back lives no longer than the cache tier's ttl_ms (its bound on copies), nor than the value", async () => {
+    const s = await make({
+      memory: { type: "memory", speed: "1", ttl_ms: "150" },
+      sqlite: { type: "sqlite", datadir: tempDir(), speed: "2" },
+    });
+    await s.saveValue("w.json", { v: 1 }, { profiles: ["sqlite"] });
+    await s.saveValue("short.json", { v: 1 }, { profiles: ["sqlite"], ttlMs: 60 });
+    expect(await s.loadValue("w.json")).toMatchObject({ profile: "sqlite", writeBack: true });
+    expect(await s.loadValue("short.json")).toMatchObject({ profile: "sqlite", writeBack: true });
+    await s.flush();
+    const copy = await s.profile("memory").readEntry("w.json");
+    // Copied with the memory tier's own bound, though the value itself never expires in sqlite.
+    expect(copy?.expiresAt).toBeGreaterThan(Date.now());
+    expect(copy?.expiresAt).toBeLessThanOrEqual(Date.now() + 150);
+    expect((await s.profile("memory").readEntry("short.json"))?.expiresAt).toBeLessThanOrEqual(Date.now() + 60);
+    await sleep(200);
+    expect(await s.profile("memory").readEntry("w.json")).toBeUndefined();
+    expect(await s.loadValue("w.json")).toMatchObject({ profile: "sqlite", writeBack: true });
+  });
 });

@@ -53,7 +53,8 @@ export function formatCapabilities(c: OperatorCapabilities): string {
   return [
     c.list ? "list" : "no-list",
     c.durable ? "durable" : "volatile",
-    c.shared ? "shared" : "",
+    // "shared" names a profile other instances write to (the sharing column); this is what the backend can be.
+    c.shared ? "multi-process" : "",
     c.syncRead ? "sync-read" : "",
     c.lastModified ? "mtime" : "",
   ]

@@ -126,10 +126,12 @@ export async function openStorage(
   settings: DeviceSettings,
   names?: readonly string[],
   logger: Logger = cliLogger(),
+  listen = false,
 ): Promise<DeviceStorage> {
   // With a coherence bus the CLI only announces its changes (running instances drop their copies);
   // it does not listen, so its own local profiles are not read (see DeviceStorageOptions.coherence).
-  const options = { logger, coherence: { subscribe: false } };
+  // `profiles` listens, to show the lease as a running instance holds it.
+  const options = { logger, coherence: { subscribe: listen } };
   if (names === undefined) return DeviceStorage.fromSettings(settings, options);
   const profiles: Record<string, Record<string, string>> = {};
   const profileErrors: Record<string, Error> = {};

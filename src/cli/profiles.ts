@@ -1,6 +1,7 @@
 /** `profiles`: the configured profiles in speed order, with their state (ready, read-only, down), what each can do, or why it was left out. */
 import type { Command } from "commander";
 import { NoOperatorError, type OperatorCapabilities, silentLogger, type TierState } from "../index.js";
+import { type CoherenceRow, coherenceLines, coherenceRow } from "./_coherence.js";
 import { formatCapabilities, formatMicros, formatOptions, redactOptions, table } from "./_format.js";
 import { action, allProfileNames, errorJson, openStorage, readSettings, withStorage } from "./_run.js";
 
@@ -19,7 +20,11 @@ export interface ProfileRow {
   /** Measured median probe read in µs. */
   measuredSpeed?: number;
   timeoutMs?: number;
-  /** Whether other instances write to it (`shared`), or it is this instance's own (local); absent when left out. */
+  /**
+   * Sharing: whether other instances write to it (`shared`), or it is this instance's own (`local`); absent
+   * when left out. (The backend's ability to be opened by several processes is `capabilities.shared`, shown
+   * as "multi-process".)
+   */
   shared?: boolean;
   capabilities?: OperatorCapabilities;
   /** Options as configured, secrets replaced by `***`. */
@@ -37,8 +42,11 @@ export function registerProfiles(program: Command): void {
         const optionsOf = (name: string) =>
           redactOptions(settings.profiles[name] ?? Object.fromEntries([["type", "(unresolved)"]]));
         let rows: ProfileRow[];
+        let coherence: CoherenceRow | undefined;
         try {
-          rows = await withStorage(await openStorage(settings, undefined, silentLogger), async (storage) => {
+          const opened = await openStorage(settings, undefined, silentLogger, settings.coherence !== undefined);
+          rows = await withStorage(opened, async (storage) => {
+            coherence = await coherenceRow(storage);
             const ok: ProfileRow[] = storage.ranked.map((e, i) => ({
               name: e.name,
               scheme: e.scheme,
@@ -86,7 +94,7 @@ export function registerProfiles(program: Command): void {
             error: errorJson(settings.profileErrors?.[name] ?? err),
           }));
         }
-        output.result({ settings: settings.source ?? null, profiles: rows }, () => [
+        output.result({ settings: settings.source ?? null, profiles: rows, ...(coherence && { coherence }) }, () => [
           `settings: ${settings.source ?? "(built-in defaults)"}`,
           ...table(
             ["#", "profile", "scheme", "speed", "capabilities", "status", "state", "sharing", "options"],
@@ -105,6 +113,7 @@ export function registerProfiles(program: Command): void {
           ...rows
             .filter((r) => r.error)
             .map((r) => `${r.status === "down" ? "down" : "left out"}: ${r.name}: ${r.error?.message ?? ""}`),
+          ...(coherence ? coherenceLines(coherence) : []),
         ]);
         return rows.some((r) => r.status === "ok") ? 0 : 1;
       }),

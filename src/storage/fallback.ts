@@ -183,7 +183,10 @@ export class Fallback {
           }
           const { data, size } = recompressStored(found.stored);
           const context = { key, profile: fastest.name, from: found.tier.name, bytes: size };
-          await traced(writeBackChannel, context, () => fastest.writeNow(key, data, found.expiresAt));
+          // The copy lives no longer than the value, nor than the tier's own ttl_ms (a cache's bound on its copies).
+          const ttl = fastest.defaultTtlMs;
+          const at = ttl === undefined ? found.expiresAt : Math.min(found.expiresAt ?? Infinity, Date.now() + ttl);
+          await traced(writeBackChannel, context, () => fastest.writeNow(key, data, at));
           st.writeBacks++;
           st.bytesWritten += size;
           this.#logger.debug({ profile: fastest.name, key, from: found.tier.name }, "write-back");
