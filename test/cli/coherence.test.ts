@@ -68,14 +68,32 @@ describe.each(["redis", "postgresql"] as const)("CLI on a %s coherence bus", (bu
     s?.t.cleanup();
   });
 
-  it("profiles shows which profiles are shared and which local", async () => {
+  it("profiles shows which profiles are shared and which local, the staleness bound, the lease and who announces", async () => {
     const r = await run("profiles", "--json");
     expect(r.code, r.stderr).toBe(0);
-    const rows = json<{ profiles: { name: string; shared: boolean }[] }>(r).profiles;
-    expect(Object.fromEntries(rows.map((p) => [p.name, p.shared]))).toEqual({ mem: false, redis: true });
+    const out = json<{
+      profiles: { name: string; shared: boolean }[];
+      coherence: {
+        boundMs: number;
+        trusted: boolean;
+        listeners: { lastProofAgoMs: number | null }[];
+        feeds: unknown[];
+      };
+    }>(r);
+    expect(Object.fromEntries(out.profiles.map((p) => [p.name, p.shared]))).toEqual({ mem: false, redis: true });
+    expect(out.coherence).toMatchObject({ boundMs: 1500, trusted: true });
+    for (const l of out.coherence.listeners) expect(l.lastProofAgoMs).toEqual(expect.any(Number));
+    expect(out.coherence.feeds).toEqual([
+      expect.objectContaining({ profile: "redis", announcedBy: "server", via: "redis tracking" }),
+    ]);
     const text = await run("profiles");
     expect(text.stdout).toMatch(/mem .*local/);
     expect(text.stdout).toMatch(/redis .*shared/);
+    // One word per concept: the capability to be opened by several processes is not "shared".
+    expect(text.stdout).toMatch(/redis .*multi-process.*shared/);
+    expect(text.stdout).toContain("staleness bound 1500 ms");
+    expect(text.stdout).toMatch(/listening: redis 127\.0\.0\.1:6379 \(connected, last proof \d+ ms ago\)/);
+    expect(text.stdout).toContain("changes of redis: announced by its server (redis tracking)");
   }, 30_000);
 
   it("put and rm reach a running application, and watch prints keys and operations but no value", async () => {
@@ -84,7 +102,8 @@ describe.each(["redis", "postgresql"] as const)("CLI on a %s coherence bus", (bu
     await s.app.loadValue(key);
     expect((await s.app.loadValue(key)).profile).toBe("mem"); // cached locally
     const lines: string[] = [];
-    const watching = cli(["watch", "--json", "--count", "2", "--timeout", "20"], {
+    // Two changes, each heard twice: the server's report (redis tracking) and the CLI's own message on the bus.
+    const watching = cli(["watch", "--json", "--count", "4", "--timeout", "20"], {
       env: s.t.env,
       timeoutMs: 30_000,
       onSpawn: (child) => child.stdout?.on("data", (d: Buffer) => lines.push(String(d))),
@@ -104,13 +123,19 @@ describe.each(["redis", "postgresql"] as const)("CLI on a %s coherence bus", (bu
 
     const w = await watching;
     expect(w.code, w.stderr).toBe(0);
-    const messages = w.stdout
+    const printed = w.stdout
       .trim()
       .split("\n")
-      .map((l) => JSON.parse(l) as { op: string; keys: string[]; origin: string });
+      .map((l) => JSON.parse(l) as { source: string; op: string; keys: string[]; origin: string; key: string });
+    const messages = printed.filter((m) => m.source === "bus");
     expect(messages.map((m) => m.op)).toEqual(["save", "delete"]);
     for (const m of messages) expect(m.keys).toEqual([key]);
     expect(messages[0]!.origin).not.toBe(s.app.coherenceStats()!.origin);
+    const reports = printed.filter((m) => m.source === "server");
+    expect(reports).toEqual([
+      expect.objectContaining({ kind: "report", profile: "redis", key }),
+      expect.objectContaining({ kind: "report", profile: "redis", key }),
+    ]);
     expect(w.stdout).not.toContain('"v"'); // keys only: the value {"v":2} never travels on the bus
     expect(s.app.coherenceStats()!.received).toBeGreaterThanOrEqual(2);
   }, 60_000);
@@ -152,7 +177,7 @@ describe("CLI settings with a bad [coherence] table", () => {
       );
       const r = await cli(["watch", "--timeout", "1.5"], { env: t.env });
       expect(`${r.stdout}${r.stderr}`).not.toContain("Sup3rSecretPw");
-      expect(r.stderr).toContain("bus connection lost");
+      expect(r.stderr).toContain("connection lost");
       const p = await cli(["profiles", "--json"], { env: t.env });
       expect(`${p.stdout}${p.stderr}`).not.toContain("Sup3rSecretPw");
     } finally {

@@ -48,6 +48,12 @@ export async function watchCoherenceBus(
   const feeds = (options.feeds ?? []).map((f) => new Feed(f.profile, f.source));
   const planned = await planListeners(config, feeds, silentLogger);
   const alive: Liveness[] = [];
+  // What a server reports, as the bus takes it: the storage key (a TTL sidecar's value), never the library's own keys.
+  const report = (feed: Feed, raw: string) => {
+    const r = feed.reported(raw);
+    if (r === undefined) return;
+    onEvent({ kind: "report", profile: feed.tier, key: "drop" in r ? r.drop : null });
+  };
   for (const p of planned) {
     const bus = p.listener.description;
     let sentAt = 0;
@@ -64,7 +70,7 @@ export async function watchCoherenceBus(
     p.listener.start({
       message: (channel, payload) => {
         const feed = p.channels.get(channel);
-        if (feed) onEvent({ kind: "report", profile: feed.tier, key: payload === "" ? null : payload });
+        if (feed) report(feed, payload);
         else if (p.bus && channel === config.channel) {
           try {
             onEvent({ kind: "message", message: decodeMessage(payload) });
@@ -75,11 +81,8 @@ export async function watchCoherenceBus(
       },
       invalidated: (keys) => {
         for (const feed of p.tracked) {
-          const prefix = feed.source.prefix;
           if (keys === null) onEvent({ kind: "report", profile: feed.tier, key: null });
-          else
-            for (const k of keys)
-              if (k.startsWith(prefix)) onEvent({ kind: "report", profile: feed.tier, key: k.slice(prefix.length) });
+          else for (const k of keys) report(feed, k);
         }
       },
       up: () => {
