@@ -6,6 +6,22 @@ import { connect } from "node:net";
 import { PersistenceError, SettingsError } from "../index.js";
 import { messageOf } from "./_run.js";
 
+/** One finding of `doctor --json`. */
+export interface Finding {
+  /** `settings` for the file itself, else the profile name. */
+  subject: string;
+  scheme?: string;
+  ok: boolean;
+  /** What works (ok) or what is wrong, in plain words. */
+  summary: string;
+  /** How to fix it. */
+  fix?: string;
+  /** The error message as the library gave it. */
+  detail?: string;
+  options?: Record<string, string>;
+  ms?: number;
+}
+
 /** Schemes known to work here; OpenDAL may offer more. */
 const KNOWN_SCHEMES = ["memory", "dashmap", "sqlite", "fs", "redb", "sled", "s3", "redis", "postgresql", "mysql"];
 

@@ -18,25 +18,12 @@ import {
   resolveSettingsFile,
   withTimeout,
 } from "../index.js";
-import { explainOption, explainProfile, explainSettings, explainUnreachable } from "./_diagnose.js";
+import { explainOption, explainProfile, explainSettings, explainUnreachable, type Finding } from "./_diagnose.js";
+import { coherenceFindings } from "./_doctor-coherence.js";
 import { formatDuration, formatOptions, redactOptions } from "./_format.js";
 import { action, type GlobalOptions, messageOf, type Output } from "./_run.js";
 
-/** One finding of `doctor --json`. */
-export interface Finding {
-  /** `settings` for the file itself, else the profile name. */
-  subject: string;
-  scheme?: string;
-  ok: boolean;
-  /** What works (ok) or what is wrong, in plain words. */
-  summary: string;
-  /** How to fix it. */
-  fix?: string;
-  /** The error message as the library gave it. */
-  detail?: string;
-  options?: Record<string, string>;
-  ms?: number;
-}
+export type { Finding } from "./_diagnose.js";
 
 /**
  * Time limit of each step for a profile without one (`timeout_ms`; native
@@ -100,6 +87,8 @@ async function doctor(output: Output, options: GlobalOptions): Promise<number> {
   }
   const checks = await Promise.all(Object.entries(settings.profiles).map(([name, p]) => checkProfile(name, p)));
   findings.push(...checks);
+  // Only when every profile opens on its own: the bus check opens them all together.
+  if (checks.every((c) => c.ok)) findings.push(...(await coherenceFindings(settings)));
   return report(findings.some((f) => !f.ok) ? 1 : 0);
 }
 
