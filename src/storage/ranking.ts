@@ -189,9 +189,8 @@ export class Ranking<E extends RankedTier> implements TierMonitor {
   /** Ranked tiers kept out of the read path (still written): local tiers after a coherence gap. */
   readonly #distrusted = new Set<E>();
   #read: { order: readonly E[]; slower: readonly E[] } = { order: [], slower: [] };
-  /** The coherence lease's flag: raised, the read path asks `#check` (which may distrust tiers) first. */
-  #flag: Int32Array | undefined;
-  #check: () => void = () => {};
+  /** The coherence lease: asked on every look at the read path (it distrusts tiers once it has run out). */
+  #guard: (() => void) | undefined;
   readonly #logger: Logger;
 
   constructor(logger: Logger) {
@@ -271,31 +270,29 @@ export class Ranking<E extends RankedTier> implements TierMonitor {
    * Empty when every ranked tier is distrusted.
    */
   get readOrder(): readonly E[] {
-    if (this.#flag !== undefined && this.#flag[0] !== 0) this.#check();
+    this.#guard?.();
     return this.#read.order;
   }
 
   /** The tier reads start with and write-back fills: the first of {@link readOrder} (none if it is empty). */
   get readFastest(): E {
     // Typed as always present: only the reader's entry points meet an empty read path, and they check.
-    if (this.#flag !== undefined && this.#flag[0] !== 0) this.#check();
+    this.#guard?.();
     return this.#read.order[0] as E;
   }
 
   /** {@link readOrder} but its first. */
   get readSlower(): readonly E[] {
-    if (this.#flag !== undefined && this.#flag[0] !== 0) this.#check();
+    this.#guard?.();
     return this.#read.slower;
   }
 
   /**
-   * Makes the read path depend on a lease: while `flag[0]` is raised, each look at the read path calls
-   * `check` first (which distrusts the tiers the lease covers once it has run out). One integer read per
-   * look otherwise. `undefined` removes it.
+   * Makes the read path depend on a lease: each look at it calls `check` first (which distrusts the
+   * tiers the lease covers once it has run out). `undefined` removes it.
    */
-  guard(flag: Int32Array | undefined, check: () => void): void {
-    this.#flag = flag;
-    this.#check = check;
+  guard(check: (() => void) | undefined): void {
+    this.#guard = check;
   }
 
   /** Keeps `e` out of the read path (it is still written) until {@link trust}. */

@@ -123,7 +123,7 @@ export class Coherence implements ChangeSink {
     if (!this.#subscribe) return;
     this.#lease = new Lease(this.boundMs, () => this.#lapsed());
     const lease = this.#lease;
-    this.#ranking.guard(lease.flag, () => lease.check());
+    this.#ranking.guard(() => lease.check());
     this.#pruneTimer = setInterval(() => this.#prune(), PRUNE_MS / 4);
     this.#pruneTimer.unref();
     this.#planned = await planListeners(this.#config, [...this.#feeds.values()], this.#logger);
@@ -230,7 +230,7 @@ export class Coherence implements ChangeSink {
     await Promise.all(this.#planned.map((p) => p.listener.close()));
     this.#up.clear();
     await this.#publisher?.close();
-    this.#ranking.guard(undefined, () => {});
+    this.#ranking.guard(undefined);
     this.#lease?.close();
   }
 

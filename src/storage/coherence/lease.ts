@@ -6,16 +6,15 @@
  * server announced before `t` has arrived and been applied, so local copies
  * are current as of `t`, and may be served until `t + bound`.
  *
- * The check on the read path must cost next to nothing: a background thread
- * (`_lease-clock.ts`) watches the clock and raises a flag in shared memory
- * once the lease runs out, so a hit reads one integer instead of the clock;
- * the flag only says "look at the clock", which the main thread then does.
+ * The read path asks the lease on every look (one monotonic clock read and a
+ * comparison, ~40 ns here): nothing cheaper stays right after a pause. A
+ * flag raised by a timer or a clock thread is stale for the first reads after
+ * SIGSTOP/SIGCONT or a VM pause, which resume before any timer runs. Without a
+ * coherence bus nothing is asked.
  *
  * @module
  */
-import { type LeaseClock, startLeaseClock } from "./_lease-clock.js";
-
-/** How long before the bound a lease stops: the clock thread wakes this often at most, plus scheduling slack. */
+/** How long before the bound a lease stops: slack for the drop of a reported key to finish. */
 const LEASE_MARGIN_MS = 25;
 
 /** The staleness bound Δ of a bus whose listeners are pinged every `heartbeatMs`: three periods. */
@@ -45,30 +44,17 @@ export class Lease {
   #lapses = 0;
   #lapsed = true;
   #timer: NodeJS.Timeout | undefined;
-  readonly #clock: LeaseClock;
   readonly #onLapse: () => void;
 
   /** @param onLapse called once each time the lease runs out (on the read path or by a timer). */
   constructor(boundMs: number, onLapse: () => void) {
     this.boundMs = boundMs;
     this.#onLapse = onLapse;
-    this.#clock = startLeaseClock();
   }
 
-  /**
-   * The flag the read path tests (`flag[0] !== 0`: call {@link check}). Always raised while the lease is
-   * out, and where no clock thread could be started (every read then looks at the clock).
-   */
-  get flag(): Int32Array {
-    return this.#clock.flag;
-  }
-
-  /** Whether local tiers may serve now; notices a lease that ran out (and calls `onLapse`). */
-  check(now = performance.now()): boolean {
-    if (now < this.#until) {
-      if (this.#clock.live) this.#clock.lower();
-      return true;
-    }
+  /** Whether local tiers may serve now; notices a lease that ran out (and calls `onLapse` once). */
+  check(): boolean {
+    if (performance.now() < this.#until) return true;
     this.#lapse();
     return false;
   }
@@ -90,7 +76,6 @@ export class Lease {
     const now = performance.now();
     this.#until = until;
     if (until <= now) return false;
-    this.#clock.extend(until - now);
     clearTimeout(this.#timer);
     this.#timer = setTimeout(() => this.check(), until - now + 1);
     this.#timer.unref();
@@ -102,7 +87,6 @@ export class Lease {
   /** Ends the lease now (a listener went down): local tiers leave the read path. */
   revoke(): void {
     this.#until = Number.NEGATIVE_INFINITY;
-    this.#clock.extend(0);
     this.#lapse();
   }
 
@@ -119,7 +103,6 @@ export class Lease {
 
   close(): void {
     clearTimeout(this.#timer);
-    this.#clock.stop();
   }
 
   #lapse(): void {
