@@ -138,7 +138,16 @@ describe.skipIf(!ok)("postgresql change feed (trigger)", () => {
     // Its saves are announced on the bus instead: another instance (same role) still drops its copy.
     const b = await openInstance(lim.profiles, lim.coherence, { logger: silentLogger });
     open.push(b);
+    const heard = new Promise<void>((resolve) => {
+      const stop = b.onRemoteChange((c) => {
+        if (c.keys.includes("x.json")) {
+          stop();
+          resolve();
+        }
+      });
+    });
     await a.saveValue("x.json", { v: 1 });
+    await heard; // else the news of v1 could drop the copy B is about to cache
     await cached(b, "x.json");
     const sent = a.coherenceStats()!.sent;
     await a.saveValue("x.json", { v: 2 });
