@@ -48,6 +48,7 @@ async function warmPair(shared: Record<string, string>, coherence: Record<string
   await Promise.all(keys.map((k) => a.saveValue(k, { v: 1 })));
   await waitFor(() => keys.every((k) => heard.has(k)), "A's first saves heard at B");
   stop();
+  await b.flush(); // its drops done: they fence write-backs while they run
   for (const k of keys) await b.loadValue(k);
   await b.flush();
   for (const k of keys) expect((await b.loadValue(k)).profile).toBe("mem");

@@ -147,7 +147,9 @@ describe.skipIf(!ok)("postgresql change feed (trigger)", () => {
       });
     });
     await a.saveValue("x.json", { v: 1 });
-    await heard; // else the news of v1 could drop the copy B is about to cache
+    // B caches only once the news of v1 was handled (its drop fences write-backs while it runs).
+    await heard;
+    await b.flush();
     await cached(b, "x.json");
     const sent = a.coherenceStats()!.sent;
     await a.saveValue("x.json", { v: 2 });
