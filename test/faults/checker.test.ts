@@ -161,7 +161,9 @@ describe("history recorder", () => {
     expect(text).toContain("seed 42");
     expect(text).toContain("stale-read 2");
     expect(text).toContain(`worst staleness 4970.0 ms against Δ = ${DELTA} ms`);
-    expect(text).toMatch(/>> +2000\.0\.\.2001\.0 +B +load +k = a1 ok/);
+    // Grouped by process, key and value: the worst of the group is shown.
+    expect(text).toContain("stale-read on k by B (2 times)");
+    expect(text).toMatch(/>> +5000\.0\.\.5000\.0 +B +load +k = a1 ok/);
     expect(text).toMatch(/R> +20\.0\.\.30\.0 +A +save +k = a2 ok/);
     expect(text).toContain("!! fault hold-all on B");
   });
