@@ -32,9 +32,15 @@ export type ScenarioServer =
   | { engine: "redis"; server: OwnServer & { endpoint: string } }
   | { engine: "postgresql"; server: OwnPostgres };
 
+/**
+ * The local tier of every worker; `none` (the shared tier alone, nothing to keep coherent) is the control:
+ * its histories must check clean under every fault, or the harness itself is wrong.
+ */
+export type LocalTier = "memory" | "sqlite" | "none";
+
 export interface ScenarioOptions {
   target: ScenarioServer;
-  local: "memory" | "sqlite";
+  local: LocalTier;
   seed: number;
   durationMs: number;
   heartbeatMs: number;
@@ -108,14 +114,17 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     const proxy = await FaultProxy.start({ target: { host: "127.0.0.1", port: server.port }, protocol });
     const datadir = join(dir, `sqlite-${index}`);
     mkdirSync(datadir);
-    const local: Record<string, string> =
-      o.local === "memory" ? { type: "memory" } : { type: "sqlite", datadir, table: "kv" };
+    const locals: Record<LocalTier, Record<string, Record<string, string>>> = {
+      memory: { [LOCAL]: { type: "memory" } },
+      sqlite: { [LOCAL]: { type: "sqlite", datadir, table: "kv" } },
+      none: {},
+    };
     slots.push({
       index,
       role,
       proxy,
       config: {
-        settings: { profiles: { [LOCAL]: local, shared: sharedProfile(proxy) }, coherence: bus(proxy) },
+        settings: { profiles: { ...locals[o.local], shared: sharedProfile(proxy) }, coherence: bus(proxy) },
         keys,
         mix: role === "writer" ? { save: 2, delete: 1, load: 7 } : { save: 0, delete: 0, load: 1 },
         pauseMs: role === "writer" ? [20, 60] : [3, 12],

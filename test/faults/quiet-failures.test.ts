@@ -45,8 +45,13 @@ function expectBound(title: string, v: Verdict): void {
     )
     .join("\n");
   console.log(`${title}\n${figures}\n${v.report}`);
-  expect(v.result.byKind["phantom-read"]).toBe(0);
   for (const p of v.phases) expect(p.stale, `${p.name}: reads stale beyond Δ\n${figures}\n${v.report}`).toBe(0);
+  expect(v.result.byKind["phantom-read"]).toBe(0);
+  const failures = Object.keys(v.result.counts.ops.load ?? {}).filter((o) => o !== "ok");
+  expect(
+    failures.filter((o) => o !== "E_UNAVAILABLE" && o !== "E_TIMEOUT"),
+    "loads may fail only as unavailable",
+  ).toEqual([]);
   expect(v.result.violations).toEqual([]);
 }
 
