@@ -162,7 +162,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     foreignLog.close();
     const history = readHistory([...fleet.historyFiles, join(dir, "nemesis.jsonl"), join(dir, "foreign.jsonl")]);
     const result = check(history, { deltaMs: delta, final, localProfiles: [LOCAL] });
-    const title = `${o.local} over ${o.target.engine} (${o.writers} writers, ${o.readers} readers, foreign writer, ${o.durationMs} ms, heartbeat ${o.heartbeatMs} ms)`;
+    const title = `${o.local === "none" ? "control (no local tier)" : o.local} over ${o.target.engine} (${o.writers} writers, ${o.readers} readers, foreign writer, ${o.durationMs} ms, heartbeat ${o.heartbeatMs} ms)`;
     const report = formatReport(result, history, { title, seed: o.seed, t0 });
     const stats = slots.map((s) => s.proxy.stats());
     return {

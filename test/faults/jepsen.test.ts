@@ -23,15 +23,7 @@
  */
 import { randomInt } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  hasCommand,
-  type OwnPostgres,
-  type OwnServer,
-  postgresBinDir,
-  requireBinaries,
-  startPostgres,
-  startRedis,
-} from "../helpers/servers.js";
+import { hasCommand, postgresBinDir, requireBinaries, startPostgres, startRedis } from "../helpers/servers.js";
 import { DEFAULT_FAULT_KINDS, FAULT_KINDS, type FaultKind } from "./_nemesis.js";
 import { type LocalTier, runScenario, type ScenarioOptions, type ScenarioServer } from "./_scenario.js";
 
@@ -91,36 +83,46 @@ async function runAndCheck(target: ScenarioServer, local: LocalTier, run: number
   expect(r.result.violations.length, `seed ${SEED + run}\n${r.report}`).toBe(0);
 }
 
-describe.skipIf(!redisOk || !ENGINES.includes("redis"))("fault injection over Redis", () => {
-  let server: OwnServer & { endpoint: string };
-  beforeAll(async () => {
-    server = await startRedis({ args: ["--appendonly", "yes", "--appendfsync", "always"] });
-  });
-  afterAll(() => server?.stop());
-  for (const [i, local] of LOCALS.entries()) {
-    it(
-      `${local} over redis: no lost write, no read stale beyond Δ, no phantom`,
+/** The runs over one engine: the control, then each local tier; `run` numbers make each seed distinct. */
+function engineSuite(title: string, ok: boolean, start: () => Promise<ScenarioServer>, firstRun: number): void {
+  describe.skipIf(!ok)(title, () => {
+    let target: ScenarioServer | undefined;
+    beforeAll(async () => {
+      target = await start();
+    });
+    afterAll(() => target?.server.stop());
+    const engine = title.includes("Redis") ? "redis" : "postgresql";
+    it.skipIf(CONTROL_MS <= 0)(
+      `control, no local tier, over ${engine}: the harness raises no false alarm`,
       async () => {
-        await runAndCheck({ engine: "redis", server }, local, i);
+        await runAndCheck(target!, "none", firstRun + 9);
       },
       RUN_TIMEOUT_MS,
     );
-  }
-});
+    for (const [i, local] of LOCALS.entries()) {
+      it(
+        `${local} over ${engine}: no lost write, no read stale beyond Δ, no phantom`,
+        async () => {
+          await runAndCheck(target!, local, firstRun + i);
+        },
+        RUN_TIMEOUT_MS,
+      );
+    }
+  });
+}
 
-describe.skipIf(!pgOk || !ENGINES.includes("postgresql"))("fault injection over PostgreSQL", () => {
-  let server: OwnPostgres;
-  beforeAll(async () => {
-    server = await startPostgres();
-  });
-  afterAll(() => server?.stop());
-  for (const [i, local] of LOCALS.entries()) {
-    it(
-      `${local} over postgresql: no lost write, no read stale beyond Δ, no phantom`,
-      async () => {
-        await runAndCheck({ engine: "postgresql", server }, local, 10 + i);
-      },
-      RUN_TIMEOUT_MS,
-    );
-  }
-});
+engineSuite(
+  "fault injection over Redis",
+  redisOk && ENGINES.includes("redis"),
+  async () => ({
+    engine: "redis",
+    server: await startRedis({ args: ["--appendonly", "yes", "--appendfsync", "always"] }),
+  }),
+  0,
+);
+engineSuite(
+  "fault injection over PostgreSQL",
+  pgOk && ENGINES.includes("postgresql"),
+  async () => ({ engine: "postgresql", server: await startPostgres() }),
+  10,
+);
