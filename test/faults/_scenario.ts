@@ -50,6 +50,8 @@ export interface ScenarioOptions {
   kinds: readonly FaultKind[];
   /** The shared tier's `timeout_ms` (a load never waits longer on it). */
   timeoutMs: number;
+  /** Whether the foreign writer writes (off: only the library writes, to tell its findings apart). */
+  foreign: boolean;
   /** How long a tripped shared tier stays out of the read path (the library's default, 5 s, makes a restart cost 5 s of loads). */
   breakerCooldownMs: number;
 }
@@ -138,7 +140,9 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
   try {
     const trustedAtStart = await fleet.start();
     const t0 = now();
-    const foreign = startForeignWriter({ store, recorder: foreignLog, keys, random, pauseMs: [150, 450] });
+    const foreign = o.foreign
+      ? startForeignWriter({ store, recorder: foreignLog, keys, random, pauseMs: [150, 450] })
+      : { stop: async () => {} };
     await runNemesis({
       fleet,
       server,
@@ -162,7 +166,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     foreignLog.close();
     const history = readHistory([...fleet.historyFiles, join(dir, "nemesis.jsonl"), join(dir, "foreign.jsonl")]);
     const result = check(history, { deltaMs: delta, final, localProfiles: [LOCAL] });
-    const title = `${o.local === "none" ? "control (no local tier)" : o.local} over ${o.target.engine} (${o.writers} writers, ${o.readers} readers, foreign writer, ${o.durationMs} ms, heartbeat ${o.heartbeatMs} ms)`;
+    const title = `${o.local === "none" ? "control (no local tier)" : o.local} over ${o.target.engine} (${o.writers} writers, ${o.readers} readers, ${o.foreign ? "foreign writer" : "no foreign writer"}, ${o.durationMs} ms, heartbeat ${o.heartbeatMs} ms)`;
     const report = formatReport(result, history, { title, seed: o.seed, t0 });
     const stats = slots.map((s) => s.proxy.stats());
     return {

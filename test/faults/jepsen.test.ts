@@ -19,7 +19,7 @@
  * FAULT_BREAKER_COOLDOWN_MS (the workers' liveRanking.cooldownMs, default 1000),
  * FAULT_ENGINES (redis,postgresql), FAULT_LOCALS (memory,sqlite), FAULT_CONTROL_MS (the control run
  * without a local tier, which must check clean under the same faults: default min(6000, duration); 0 skips it),
- * FAULT_KEEP_HISTORY (keep each run's history files and print where).
+ * FAULT_FOREIGN (0: no foreign writer), FAULT_KEEP_HISTORY (keep each run's history files and print where).
  */
 import { randomInt } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -63,6 +63,7 @@ function options(target: ScenarioServer, local: LocalTier, run: number): Scenari
     keys: env("FAULT_KEYS", 12),
     kinds: KINDS,
     timeoutMs: env("FAULT_TIMEOUT_MS", 1000),
+    foreign: env("FAULT_FOREIGN", 1) !== 0,
     breakerCooldownMs: env("FAULT_BREAKER_COOLDOWN_MS", 1000),
   };
 }

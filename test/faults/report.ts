@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { causes, likelyCause } from "./attribution.js";
 import type { CheckResult, Violation } from "./checker.js";
 import type { History, Operation } from "./history.js";
 
@@ -113,11 +114,15 @@ export function formatReport(result: CheckResult, history: History, ctx: ReportC
         ? ` (${result.worstStale.op.process} load of ${result.worstStale.key} at ${ms(result.worstStale.op.invoke, ctx.t0)})`
         : ""),
   ];
+  const byCause = causes(result.violations, history, result.deltaMs);
+  if (byCause.length > 0)
+    lines.push(`  stale reads by likely cause: ${byCause.map(([c, n]) => `${c} ${n}`).join(", ")}`);
   const max = ctx.maxViolations ?? 8;
   const all = groups(result.violations);
   for (const { worst: v, count } of all.slice(0, max)) {
     const who = v.op.process === "final" ? "the final state" : `${v.op.process} (${count} time${count > 1 ? "s" : ""})`;
-    lines.push(`  ✗ ${v.kind} on ${v.key} by ${who}: ${v.detail}`);
+    const cause = v.kind === "stale-read" ? ` [${likelyCause(v, history, result.deltaMs)}]` : "";
+    lines.push(`  ✗ ${v.kind} on ${v.key} by ${who}${cause}: ${v.detail}`);
     lines.push(...excerpt(v, history, ctx));
   }
   if (all.length > max) lines.push(`  ... and ${all.length - max} more groups of violations (process, key, value)`);
