@@ -19,7 +19,7 @@ import { POSTGRES, psql } from "../helpers/servers.js";
 import { stalenessBoundMs } from "./_bound.js";
 import { postgresStore, redisStore, type SharedStore } from "./_store.js";
 import { faultValue, faultValueId } from "./_values.js";
-import type { WorkerConfig } from "./_worker.js";
+import type { FromWorker, ToWorker, WorkerConfig } from "./_worker.js";
 import { type CheckResult, check } from "./checker.js";
 import { type History, now, parseHistory, Recorder } from "./history.js";
 import { FaultProxy } from "./proxy.js";
@@ -61,6 +61,7 @@ export class Pair {
   readonly lines: string[] = [];
   readonly recA = new Recorder("A", { lines: this.lines });
   readonly recB = new Recorder("B", { lines: this.lines });
+  /** The foreign writer's operations, and the faults of a test. */
   readonly recForeign = new Recorder("foreign", { lines: this.lines });
   readonly t0 = now();
   #saves = 0;
@@ -217,21 +218,18 @@ export class Pair {
     }
   }
 
-  /**
-   * A third instance, a child process connected straight to the server, saves the key once and SIGKILLs
-   * itself the moment the save resolves. Resolves when it is dead; its save joins the history.
-   */
-  async killedWriterSaves(): Promise<void> {
-    const historyFile = join(this.#dir, "killed-writer.jsonl");
+  /** A third instance as a child process (_worker.ts) connected straight to the server; its history joins ours. */
+  #child(name: string, mix: WorkerConfig["mix"], armed: boolean) {
+    const historyFile = join(this.#dir, `${name}.jsonl`);
     const config: WorkerConfig = {
-      name: "K",
+      name,
       historyFile,
       settings: this.directSettings(),
       keys: [this.key],
       seed: 1,
-      mix: { save: 1, delete: 0, load: 0 },
-      pauseMs: [0, 0],
-      armed: true,
+      mix,
+      pauseMs: [5, 5],
+      armed,
       readyMs: 10_000,
     };
     const child = fork(WORKER, [JSON.stringify(config)], {
@@ -243,11 +241,50 @@ export class Pair {
     child.stderr?.on("data", (c: Buffer) => {
       stderr += c.toString();
     });
-    const [code, signal] = await new Promise<[number | null, string | null]>((r) =>
-      child.once("exit", (c, s) => r([c, s])),
-    );
-    if (signal !== "SIGKILL") throw new Error(`the killed writer exited (${code ?? signal}) without saving: ${stderr}`);
-    this.#extra.push(...readFileSync(historyFile, "utf8").split("\n"));
+    return {
+      child,
+      ready: new Promise<void>((r) => child.on("message", (m: FromWorker) => m.t === "ready" && r())),
+      exited: new Promise<[number | null, string | null]>((r) => child.once("exit", (c, s) => r([c, s]))),
+      stderr: () => stderr,
+      joinHistory: () => this.#extra.push(...readFileSync(historyFile, "utf8").split("\n")),
+    };
+  }
+
+  /**
+   * A third instance saves the key once and SIGKILLs itself the moment the save resolves.
+   * Resolves when it is dead; its save joins the history.
+   */
+  async killedWriterSaves(): Promise<void> {
+    const k = this.#child("K", { save: 1, delete: 0, load: 0 }, true);
+    const [code, signal] = await k.exited;
+    if (signal !== "SIGKILL")
+      throw new Error(`the killed writer exited (${code ?? signal}) without saving: ${k.stderr()}`);
+    this.recForeign.fault("kill-writer", "K")();
+    k.joinHistory();
+  }
+
+  /**
+   * A third instance P loads the key every 5 ms; it is SIGSTOPped, `whilePaused` runs, P stays stopped
+   * `pauseMs`, is SIGCONTed and loads for `afterMs` more. Its loads join the history.
+   */
+  async pausedReader(whilePaused: () => Promise<unknown>, pauseMs: number, afterMs: number): Promise<void> {
+    const p = this.#child("P", { save: 0, delete: 0, load: 1 }, false);
+    await p.ready;
+    await sleep(300);
+    p.child.kill("SIGSTOP");
+    const paused = this.recForeign.fault("pause-reader", "P");
+    try {
+      await whilePaused();
+      await sleep(pauseMs);
+    } finally {
+      p.child.kill("SIGCONT");
+      paused();
+    }
+    await sleep(afterMs);
+    p.child.send({ t: "final" } satisfies ToWorker);
+    const [code, signal] = await p.exited;
+    if (code !== 0) throw new Error(`the paused reader exited (${code ?? signal}): ${p.stderr()}`);
+    p.joinHistory();
   }
 
   /** The history so far. */
@@ -256,18 +293,20 @@ export class Pair {
   }
 
   /** Checks the history against Δ; figures per phase. */
-  verdict(title: string, phases: Phase[]): Verdict {
+  verdict(title: string, phases: Phase[], reader = "B"): Verdict {
     const history = this.history();
     const result = check(history, { deltaMs: this.deltaMs, localProfiles: ["mem"] });
     const report = formatReport(result, history, { title, seed: 0, t0: this.t0 });
-    const loadsOfB = history.ops.filter((o) => o.op === "load" && o.process === "B");
+    const loadsOfB = history.ops.filter((o) => o.op === "load" && o.process === reader);
     return {
       result,
       report,
       phases: phases.map((p) => {
         const inside = (t: number) => t >= p.from && t < p.to;
         const loads = loadsOfB.filter((o) => inside(o.invoke));
-        const stale = result.violations.filter((v) => v.kind === "stale-read" && inside(v.op.invoke));
+        const stale = result.violations.filter(
+          (v) => v.kind === "stale-read" && v.op.process === reader && inside(v.op.invoke),
+        );
         return {
           name: p.name,
           loads: loads.length,

@@ -12,10 +12,10 @@
 import type { Violation } from "./checker.js";
 import type { FaultRecord, History } from "./history.js";
 
-/** The fault target (`slot N`) of a worker process name (`w1.0`, `r3.2`). */
-function slotOf(process: string): string | undefined {
+/** The fault target of a process: `slot N` for a suite worker (`w1.0`, `r3.2`), else its own name. */
+function slotOf(process: string): string {
   const m = /^[wr](\d+)\./.exec(process);
-  return m ? `slot ${m[1]}` : undefined;
+  return m ? `slot ${m[1]}` : process;
 }
 
 const overlaps = (f: FaultRecord, from: number, to: number) =>

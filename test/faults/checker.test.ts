@@ -166,6 +166,6 @@ describe("history recorder", () => {
     expect(text).toMatch(/>> +5000\.0\.\.5000\.0 +B +load +k = a1 ok/);
     expect(text).toMatch(/R> +20\.0\.\.30\.0 +A +save +k = a2 ok/);
     expect(text).toContain("!! fault hold-all on B");
-    expect(text).toContain("stale reads by likely cause: unexplained 2");
+    expect(text).toContain("stale reads by likely cause: hold-all on the reader 2");
   });
 });

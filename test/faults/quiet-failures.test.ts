@@ -40,7 +40,7 @@ function expectBound(title: string, v: Verdict): void {
   const figures = v.phases
     .map(
       (p) =>
-        `  ${p.name}: ${p.loads} loads of B (${p.fromMemory} from memory, ${p.failed} failed), ` +
+        `  ${p.name}: ${p.loads} loads (${p.fromMemory} from memory, ${p.failed} failed), ` +
         `${p.stale} returned the replaced value beyond Δ (worst ${p.worstMs.toFixed(0)} ms)`,
     )
     .join("\n");
@@ -59,16 +59,24 @@ function expectBound(title: string, v: Verdict): void {
  * B serves v1 from memory; `fault` is applied to B's proxy; A saves v2; B loads for `duringMs`;
  * healed; B loads for `afterMs` more.
  */
-async function partitioned(engine: Engine, title: string, fault: (p: Pair) => void, duringMs: number): Promise<void> {
+async function partitioned(
+  engine: Engine,
+  title: string,
+  kind: string,
+  fault: (p: Pair) => void,
+  duringMs: number,
+): Promise<void> {
   pair = await Pair.open(engine, HEARTBEAT_MS, TIMEOUT_MS);
   const p = pair;
   await p.warm();
   const start = now();
   fault(p);
+  const ended = p.recForeign.fault(kind, "B");
   await p.saveA();
   await p.probe(now() + duringMs);
   const healed = now();
   p.proxyB.heal();
+  ended();
   await p.probe(now() + 2 * p.deltaMs + 1000);
   const phases: Phase[] = [
     { name: "during the failure", from: start, to: healed },
@@ -103,6 +111,7 @@ for (const engine of ["redis", "postgresql"] as const) {
       await partitioned(
         engine,
         "silent partition (B held)",
+        "hold-all",
         (p) => p.proxyB.set({ kind: "hold" }),
         4 * 3 * HEARTBEAT_MS,
       );
@@ -112,6 +121,7 @@ for (const engine of ["redis", "postgresql"] as const) {
       await partitioned(
         engine,
         "held messages (B's listener held)",
+        "hold-listener",
         (p) => p.proxyB.set({ kind: "hold" }, "listener"),
         4 * 3 * HEARTBEAT_MS,
       );
@@ -123,6 +133,7 @@ for (const engine of ["redis", "postgresql"] as const) {
       await partitioned(
         engine,
         "lost messages (B's listener drops)",
+        "drop-listener",
         (p) => p.proxyB.set({ kind: "drop", frames: "all" }, "listener"),
         dropMs,
       );
@@ -139,5 +150,24 @@ for (const engine of ["redis", "postgresql"] as const) {
     it(`foreign delete: another program ${engine === "redis" ? "DELs" : "DELETEs"} the key`, async () => {
       await replaced(engine, "foreign delete", (p) => p.foreignDelete());
     }, 30_000);
+
+    it("paused process: a reader SIGSTOPped for 4Δ while A saves v2 never serves v1 beyond Δ once it runs again", async () => {
+      pair = await Pair.open(engine, HEARTBEAT_MS, TIMEOUT_MS);
+      const p = pair;
+      await p.saveA();
+      // P is stopped before A's save and runs again 4Δ after it: every load of P after the save is after SIGCONT.
+      let saved = 0;
+      await p.pausedReader(
+        async () => {
+          saved = now();
+          await p.saveA();
+        },
+        4 * p.deltaMs,
+        p.deltaMs + 1000,
+      );
+      const title = `paused process over ${engine}`;
+      const phases = [{ name: "after SIGCONT", from: saved, to: Number.POSITIVE_INFINITY }];
+      expectBound(title, p.verdict(title, phases, "P"));
+    }, 40_000);
   });
 }
