@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { seededRandom } from "../../src/index.js";
 import type { OwnServer } from "../helpers/servers.js";
 import type { Fleet, Slot } from "./_fleet.js";
 import type { Recorder } from "./history.js";
@@ -61,7 +62,8 @@ export interface NemesisOptions {
   fleet: Fleet;
   server: OwnServer;
   recorder: Recorder;
-  random: () => number;
+  /** Seeds the choices: each lane, and the restart, draws from its own stream (the lanes interleave by timing). */
+  seed: number;
   kinds: readonly FaultKind[];
   durationMs: number;
   /** How long one fault lasts, ms. */
@@ -76,19 +78,19 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Runs the nemesis (see the module doc); resolves once everything is healed. */
 export async function runNemesis(o: NemesisOptions): Promise<void> {
-  const between = ([lo, hi]: [number, number]) => lo + o.random() * (hi - lo);
-  const pick = <T>(xs: readonly T[]): T | undefined => xs[Math.floor(o.random() * xs.length)];
+  const between = (random: () => number, [lo, hi]: [number, number]) => lo + random() * (hi - lo);
+  const pick = <T>(random: () => number, xs: readonly T[]): T | undefined => xs[Math.floor(random() * xs.length)];
   const end = performance.now() + o.durationMs;
   const busy = new Set<number>();
   const kinds = o.kinds.flatMap((k) => Array<FaultKind>(WEIGHT[k]).fill(k));
 
-  async function one(kind: FaultKind): Promise<void> {
+  async function one(kind: FaultKind, random: () => number): Promise<void> {
     const candidates = o.fleet.slots.filter(
       (s) =>
         !busy.has(s.index) &&
         (kind === "kill-writer" ? s.role === "writer" : kind === "pause-reader" ? s.role === "reader" : true),
     );
-    const slot = pick(candidates);
+    const slot = pick(random, candidates);
     if (!slot) return;
     if (kind === "kill-writer") {
       // Recorded by the fleet when the writer dies.
@@ -96,8 +98,8 @@ export async function runNemesis(o: NemesisOptions): Promise<void> {
       return;
     }
     busy.add(slot.index);
-    const ms = between(o.faultMs);
-    const undo = apply(kind, slot, o);
+    const ms = between(random, o.faultMs);
+    const undo = apply(kind, slot, o.fleet, random);
     const done = o.recorder.fault(kind, `slot ${slot.index}`, undo.detail);
     await sleep(Math.min(ms, Math.max(0, end - performance.now())));
     undo.heal();
@@ -105,19 +107,21 @@ export async function runNemesis(o: NemesisOptions): Promise<void> {
     busy.delete(slot.index);
   }
 
-  async function lane(): Promise<void> {
+  async function lane(_: unknown, i: number): Promise<void> {
+    const random = seededRandom(o.seed * 7 + i);
     while (performance.now() < end) {
-      const kind = pick(kinds);
-      if (kind) await one(kind);
-      await sleep(between(o.gapMs));
+      const kind = pick(random, kinds);
+      if (kind) await one(kind, random);
+      await sleep(between(random, o.gapMs));
     }
   }
 
   async function restart(): Promise<void> {
-    await sleep(o.durationMs * (0.3 + 0.3 * o.random()));
+    const random = seededRandom(o.seed * 7 + 99);
+    await sleep(o.durationMs * (0.3 + 0.3 * random()));
     const done = o.recorder.fault("restart-server", o.server.name);
     await o.server.kill();
-    await sleep(between([300, 900]));
+    await sleep(between(random, [300, 900]));
     await o.server.start();
     done();
   }
@@ -133,7 +137,7 @@ export async function runNemesis(o: NemesisOptions): Promise<void> {
 }
 
 /** Applies one fault to `slot`; returns how to heal it and a detail for the history. */
-function apply(kind: FaultKind, slot: Slot, o: NemesisOptions): { heal: () => void; detail: string } {
+function apply(kind: FaultKind, slot: Slot, fleet: Fleet, random: () => number): { heal: () => void; detail: string } {
   const proxy = slot.proxy;
   const heal = () => proxy.heal();
   switch (kind) {
@@ -150,7 +154,7 @@ function apply(kind: FaultKind, slot: Slot, o: NemesisOptions): { heal: () => vo
       proxy.set({ kind: "drop", frames: "push" }, "listener");
       return { heal, detail: "" };
     case "delay-all": {
-      const ms = Math.round(50 + o.random() * 350);
+      const ms = Math.round(50 + random() * 350);
       proxy.set({ kind: "delay", ms });
       return { heal, detail: `${ms} ms` };
     }
@@ -158,8 +162,8 @@ function apply(kind: FaultKind, slot: Slot, o: NemesisOptions): { heal: () => vo
       proxy.set({ kind: "reset" }, "listener");
       return { heal, detail: "" };
     case "pause-reader":
-      o.fleet.pause(slot);
-      return { heal: () => o.fleet.resume(slot), detail: "" };
+      fleet.pause(slot);
+      return { heal: () => fleet.resume(slot), detail: "" };
     default:
       throw new Error(`nemesis: ${kind} is not applied to one slot`);
   }

@@ -50,6 +50,8 @@ export interface ScenarioOptions {
   kinds: readonly FaultKind[];
   /** The shared tier's `timeout_ms` (a load never waits longer on it). */
   timeoutMs: number;
+  /** How to replay this run, for the report (`FAULT_SEED=42`). */
+  replay?: string;
   /** Whether the foreign writer writes (off: only the library writes, to tell its findings apart). */
   foreign: boolean;
   /** How long a tripped shared tier stays out of the read path (the library's default, 5 s, makes a restart cost 5 s of loads). */
@@ -79,7 +81,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
   const dir = mkdtempSync(join(tmpdir(), "tp-faults-"));
   const tag = `tp_faults_${uid()}`;
   const keys = Array.from({ length: o.keys }, (_, i) => `k${i}.json`);
-  const random = seededRandom(o.seed);
+  const foreignRandom = seededRandom(o.seed * 7 + 50);
   const delta = stalenessBoundMs(o.heartbeatMs);
   const server = o.target.server;
   let store: SharedStore;
@@ -141,13 +143,13 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     const trustedAtStart = await fleet.start();
     const t0 = now();
     const foreign = o.foreign
-      ? startForeignWriter({ store, recorder: foreignLog, keys, random, pauseMs: [150, 450] })
+      ? startForeignWriter({ store, recorder: foreignLog, keys, random: foreignRandom, pauseMs: [150, 450] })
       : { stop: async () => {} };
     await runNemesis({
       fleet,
       server,
       recorder: nemesisLog,
-      random,
+      seed: o.seed,
       kinds: o.kinds,
       durationMs: o.durationMs,
       faultMs: [4 * o.heartbeatMs, 12 * o.heartbeatMs],
@@ -167,7 +169,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     const history = readHistory([...fleet.historyFiles, join(dir, "nemesis.jsonl"), join(dir, "foreign.jsonl")]);
     const result = check(history, { deltaMs: delta, final, localProfiles: [LOCAL] });
     const title = `${o.local === "none" ? "control (no local tier)" : o.local} over ${o.target.engine} (${o.writers} writers, ${o.readers} readers, ${o.foreign ? "foreign writer" : "no foreign writer"}, ${o.durationMs} ms, heartbeat ${o.heartbeatMs} ms)`;
-    const report = formatReport(result, history, { title, seed: o.seed, t0 });
+    const report = formatReport(result, history, { title, seed: o.seed, replay: o.replay, t0 });
     const stats = slots.map((s) => s.proxy.stats());
     return {
       result,

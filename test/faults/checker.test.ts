@@ -157,8 +157,8 @@ describe("history recorder", () => {
     const result = check(h, { deltaMs: DELTA, localProfiles: ["mem"] });
     expect(result.counts.loads).toMatchObject({ value: 3, failed: 1 });
     expect(result.counts.faults).toEqual({ "hold-all": 1 });
-    const text = formatReport(result, h, { title: "synthetic", seed: 42, t0: 0 });
-    expect(text).toContain("seed 42");
+    const text = formatReport(result, h, { title: "synthetic", seed: 42, replay: "FAULT_SEED=40", t0: 0 });
+    expect(text).toContain("seed 42 (FAULT_SEED=40 to replay the same choices)");
     expect(text).toContain("stale-read 2");
     expect(text).toContain(`worst staleness 4970.0 ms against Δ = ${DELTA} ms`);
     // Grouped by process, key and value: the worst of the group is shown.

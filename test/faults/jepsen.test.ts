@@ -56,6 +56,7 @@ function options(target: ScenarioServer, local: LocalTier, run: number): Scenari
     target,
     local,
     seed: SEED + run,
+    replay: `FAULT_SEED=${SEED}`,
     durationMs: local === "none" ? CONTROL_MS : DURATION_MS,
     heartbeatMs: HEARTBEAT_MS,
     writers: env("FAULT_WRITERS", 2),
@@ -81,7 +82,7 @@ async function runAndCheck(target: ScenarioServer, local: LocalTier, run: number
   // A load may fail while a shared tier cannot be reached (availability is not promised), only in these ways.
   const loadOutcomes = Object.keys(r.result.counts.ops.load ?? {});
   expect(loadOutcomes.filter((o) => !ALLOWED_LOAD_OUTCOMES.includes(o))).toEqual([]);
-  expect(r.result.violations.length, `seed ${SEED + run}\n${r.report}`).toBe(0);
+  expect(r.result.violations.length, `FAULT_SEED=${SEED}\n${r.report}`).toBe(0);
 }
 
 /** The runs over one engine: the control, then each local tier; `run` numbers make each seed distinct. */

@@ -16,6 +16,8 @@ export interface ReportContext {
   /** The run's title (engine, local tier). */
   title: string;
   seed: number;
+  /** How to replay it (`FAULT_SEED=42`), if it can be. */
+  replay?: string | undefined;
   /** Times are printed relative to this (ms, {@link now}). */
   t0: number;
   /** Groups of violations printed in full (the rest are counted). @default 8 */
@@ -103,7 +105,7 @@ export function formatReport(result: CheckResult, history: History, ctx: ReportC
     .map(([k, n]) => `${k} ${n}`)
     .join(", ");
   const lines = [
-    `${ctx.title}: seed ${ctx.seed} (FAULT_SEED=${ctx.seed} to replay the same choices)`,
+    `${ctx.title}: seed ${ctx.seed}${ctx.replay ? ` (${ctx.replay} to replay the same choices)` : ""}`,
     `  operations: ${ops}`,
     `  loads: ${c.loads.value} values, ${c.loads.notFound} not found, ${c.loads.failed} failed, ${c.loads.fromLocal} served by a local tier`,
     `  faults: ${faults || "none"}`,
