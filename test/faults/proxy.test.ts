@@ -68,14 +68,30 @@ describe.skipIf(!redisOk)("fault proxy on Redis", () => {
   });
 
   it("delay: each direction late by ms, order kept", async () => {
-    const { proxy, client } = await redisProxy();
+    const { proxy, client, channel, subscriber } = await redisProxy();
     const c = client();
     const key = `tp-proxy-${uid()}`;
     await c.ping();
+    const { got } = await subscriber();
+    const pub = client(true);
     proxy.set({ kind: "delay", ms: 60 });
+    // Round trip: both directions.
     const t0 = performance.now();
     await c.ping();
     expect(performance.now() - t0).toBeGreaterThanOrEqual(119);
+    // Server to client only: a message published on a direct connection.
+    const t1 = performance.now();
+    await pub.publish(channel, "late");
+    await until(() => got.length === 1, "the delayed message");
+    expect(performance.now() - t1).toBeGreaterThanOrEqual(59);
+    // Client to server only: a write through the proxy, seen on a direct connection.
+    const t2 = performance.now();
+    const written = c.set(key, "0");
+    let seen = false;
+    while (!seen) seen = (await pub.get(key)) === "0";
+    expect(performance.now() - t2).toBeGreaterThanOrEqual(59);
+    await written;
+    await c.del(key);
     const pipe = c.pipeline();
     for (let i = 0; i < 100; i++) pipe.incr(key);
     const replies = (await pipe.exec())!.map(([, v]) => v);
