@@ -11,6 +11,7 @@ import type { SharedStore } from "./_store.js";
 import { encodeFaultValue, faultValue } from "./_values.js";
 import type { Recorder } from "./history.js";
 
+/** What the foreign writer writes to, where it records, and how often. */
 export interface ForeignWriterOptions {
   store: SharedStore;
   recorder: Recorder;

@@ -35,6 +35,7 @@ export const FAULT_KINDS = [
   "restart-server",
 ] as const;
 
+/** One of {@link FAULT_KINDS}. */
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 /**
@@ -58,6 +59,7 @@ const WEIGHT: Record<FaultKind, number> = {
   "restart-server": 0,
 };
 
+/** What the nemesis acts on, which faults it picks, for how long. */
 export interface NemesisOptions {
   fleet: Fleet;
   server: OwnServer;

@@ -25,6 +25,7 @@ import { type History, now, parseHistory, Recorder } from "./history.js";
 import { FaultProxy } from "./proxy.js";
 import { formatReport } from "./report.js";
 
+/** The shared engine of a pair: the machine's Redis or PostgreSQL. */
 export type Engine = "redis" | "postgresql";
 
 const WORKER = fileURLToPath(new URL("./_worker.ts", import.meta.url));

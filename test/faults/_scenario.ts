@@ -38,6 +38,7 @@ export type ScenarioServer =
  */
 export type LocalTier = "memory" | "sqlite" | "none";
 
+/** One run: server, local tier, seed, durations, workers, keys, faults. */
 export interface ScenarioOptions {
   target: ScenarioServer;
   local: LocalTier;
