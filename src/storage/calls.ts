@@ -15,6 +15,8 @@ import type { Lifecycle, ProfileStats, TierMonitor } from "./types.js";
 
 /** Consecutive timeouts after which a tier's client is reset. */
 const RESET_AFTER_TIMEOUTS = 3;
+/** Time limits a shared tier's timed-out write may hang on (holding up the key's next writes) before its client is reset. */
+const STUCK_PERIODS = 3;
 /** Backoff of the first retry, doubled each time up to {@link MAX_BACKOFF_MS}. */
 const FIRST_BACKOFF_MS = 50;
 const MAX_BACKOFF_MS = 2000;
@@ -27,6 +29,8 @@ export interface CallTarget {
   readonly timeoutMs: number | undefined;
   /** Retries of a call that failed with a transient error. */
   readonly retries: number;
+  /** Other instances write to it: a write of this one is never applied a second time (see {@link CallPolicy.queued}). */
+  readonly shared: boolean;
 }
 
 /** The collaborators of a {@link CallPolicy}. */
@@ -83,16 +87,28 @@ export class CallPolicy {
   /**
    * A write (or write-back, or purge) of `key`: queued behind earlier writes
    * of the same key, so the tier applies them in call order. The time limit
-   * covers the wait in the queue. A call that times out gives up its place (a
-   * backend stuck for 30 s must not block the key that long), and if it lands
-   * after all, the newest write started meanwhile is applied once more behind
-   * it, so the last call still wins.
+   * covers the wait in the queue.
+   *
+   * A call that times out may still land. On a tier only this instance writes,
+   * it gives up its place (a backend stuck for 30 s must not block the key that
+   * long), and if it lands after all, the newest write started meanwhile is
+   * applied once more behind it, so the last call still wins. On a shared tier
+   * that second application could overwrite another instance's newer write
+   * (resurrect a value replaced long ago), so instead the next write of the key
+   * waits until the timed-out one has really ended (the client is reset if it
+   * hangs on), and a write whose time ran out while it waited is never sent.
    */
   queued<T>(what: string, key: string, fn: () => Promise<T>): Promise<T> {
     const base = this.#t.retries > 0 ? () => this.#retrying(what, key, fn) : fn;
-    const task = this.#t.timeoutMs === undefined ? base : () => this.#holdAtMost(what, key, base);
-    let p = this.#queue.run(key, task);
-    if (this.#t.timeoutMs !== undefined) p = this.#limit(p, what, key);
+    let p: Promise<T>;
+    if (this.#t.timeoutMs === undefined) p = this.#queue.run(key, base);
+    else if (this.#t.shared) p = this.#inTurn(what, key, base);
+    else
+      p = this.#limit(
+        this.#queue.run(key, () => this.#holdAtMost(what, key, base)),
+        what,
+        key,
+      );
     const monitor = this.#c.monitor;
     if (!monitor) return p;
     return p.catch((err) => {
@@ -100,6 +116,30 @@ export class CallPolicy {
       if (!isCallerError(err) && readOnlyReason(err) === undefined) monitor.failure(this.#t.name);
       throw err;
     });
+  }
+
+  /** A shared tier's queued write: see {@link queued}. */
+  #inTurn<T>(what: string, key: string, task: () => Promise<T>): Promise<T> {
+    const { timeoutMs, op } = this.#t;
+    const limit = timeoutMs!;
+    // Set by a timer made before the time limit's own, so it is set before any task could start after it.
+    let expired = false;
+    const timer = setTimeout(() => {
+      expired = true;
+    }, limit);
+    timer.unref?.();
+    const turn = this.#queue.run(key, () => {
+      // Its time ran out in the queue: it was never sent, so it failed for certain (and must not land later).
+      if (expired) return Promise.reject(new TimeoutError("never sent"));
+      const call = task();
+      // A call that hangs on keeps the key's later writes waiting: the client is reset, which ends it.
+      const stuck = setTimeout(() => op.reset?.(), STUCK_PERIODS * limit);
+      stuck.unref?.();
+      return call.finally(() => clearTimeout(stuck));
+    });
+    const stop = () => clearTimeout(timer);
+    turn.then(stop, stop);
+    return this.#limit(turn, what, key);
   }
 
   #holdAtMost<T>(what: string, key: string, task: () => Promise<T>): Promise<T> {

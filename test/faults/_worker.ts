@@ -60,10 +60,26 @@ process.on("message", (m: ToWorker) => {
   else if (m.t === "final") stopping = true;
 });
 
-const storage = await DeviceStorage.fromSettings(config.settings, {
+const options = {
   logger: silentLogger,
   ...(config.breakerCooldownMs !== undefined ? { liveRanking: { cooldownMs: config.breakerCooldownMs } } : {}),
-});
+};
+/**
+ * A respawned writer may start while a fault is on (its proxy resets or holds, the server restarts): with
+ * every profile unreachable the library refuses to start (NoOperatorError), and a process manager would
+ * start it again. So does this one, for a few seconds.
+ */
+async function open(): Promise<DeviceStorage> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await DeviceStorage.fromSettings(config.settings, options);
+    } catch (err) {
+      if ((err as { code?: string }).code !== "E_NO_OPERATOR" || attempt >= 20) throw err;
+      await sleep(250);
+    }
+  }
+}
+const storage = await open();
 const deadline = Date.now() + (config.readyMs ?? 5000);
 const trusted = () => {
   const s = storage.coherenceStats();

@@ -240,6 +240,51 @@ describe("DeviceStorage under injected faults", () => {
     expect((await storage.loadValue("k.json")).value).toEqual({ v: "new" });
   });
 
+  it("a shared tier never applies an acknowledged save a second time over another instance's newer one", async () => {
+    // One store, two instances: A's calls go through the chaos wrapper (time limit 100 ms), B's straight in.
+    const backend = await createOperator("memory");
+    const chaos = chaosOperator(backend);
+    const a = await DeviceStorage.fromOperators([{ name: "s", op: chaos, shared: true, timeoutMs: 100 }], {
+      logger: silentLogger,
+      liveRanking: false,
+    });
+    const b = await DeviceStorage.fromOperators([{ name: "s", op: backend, shared: true }], {
+      logger: silentLogger,
+      liveRanking: false,
+    });
+    const probeWrites = chaos.calls.write; // the start-up probe's
+    try {
+      chaos.faults.hang = ["write"];
+      await expect(a.saveValue("k.json", { v: 1 })).rejects.toBeInstanceOf(PartialWriteError);
+      chaos.faults.hang = false;
+      // v2 waits for the timed-out v1 to end (it lands when released), then is applied: acknowledged.
+      const v2 = a.saveValue("k.json", { v: 2 }).then(
+        () => "ok",
+        (e: Error) => e,
+      );
+      await sleep(20);
+      expect(chaos.release()).toBe(1);
+      expect(await v2).toBe("ok");
+      await b.saveValue("k.json", { v: 3 });
+      await sleep(100);
+      // Before, v1's late landing made A apply v2 once more, over B's newer v3.
+      expect(await text(backend, "k.json")).toBe('{"v":3}');
+
+      // A write whose time ran out while it waited behind a hung one is never sent (it failed for certain).
+      chaos.faults.hang = ["write"];
+      await expect(a.saveValue("k.json", { v: 4 })).rejects.toBeInstanceOf(PartialWriteError);
+      chaos.faults.hang = false;
+      await expect(a.saveValue("k.json", { v: 5 })).rejects.toBeInstanceOf(PartialWriteError);
+      await b.saveValue("k.json", { v: 6 });
+      expect(chaos.release()).toBe(1); // v4 lands late: its outcome was unknown
+      await sleep(100);
+      expect(await text(backend, "k.json")).toBe('{"v":4}');
+      expect(chaos.calls.write - probeWrites).toBe(3); // v1, v2, v4: never v5
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
   it("a write that fails after N bytes in one profile: PartialWriteError, nothing stored there (atomic)", async () => {
     const { memory, sqlite, storage } = await pair();
     sqlite.faults = { failAfterBytes: 10 };
