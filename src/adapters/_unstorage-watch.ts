@@ -50,7 +50,7 @@ export class Watchers {
     const subscribe = (storage as RemoteChangeSource).onRemoteChange;
     const watcher: Watcher = { callback, off: undefined };
     if (typeof subscribe === "function") {
-      watcher.off = subscribe.call(storage, (change) => this.#remote(change, callback));
+      watcher.off = subscribe.call(storage, (change) => this.#remote(storage, change, callback));
     }
     this.#all.add(watcher);
     return () => {
@@ -64,12 +64,19 @@ export class Watchers {
     this.#all.clear();
   }
 
-  #remote(change: RemoteChange, callback: WatchCallback): void {
-    // A server's report (`change`) does not say whether the key was saved or deleted: "update" asks a re-read.
-    const event: WatchEvent = change.op === "save" || change.op === "change" ? "update" : "remove";
+  #remote(storage: DeviceStorage, change: RemoteChange, callback: WatchCallback): void {
     for (const storageKey of change.keys) {
       const key = this.#keys.fromStorage(storageKey);
-      if (key !== undefined) this.#call(callback, event, key);
+      if (key === undefined) continue;
+      if (change.op !== "change") {
+        this.#call(callback, change.op === "save" ? "update" : "remove", key);
+        continue;
+      }
+      // A server's report does not say whether the key was saved or deleted: the storage does.
+      storage.exists(storageKey).then(
+        (there) => this.#call(callback, there ? "update" : "remove", key),
+        () => this.#call(callback, "update", key),
+      );
     }
     // A clear names no keys: its base stands for them ("" when it dropped everything).
     if (change.op === "clear") {
