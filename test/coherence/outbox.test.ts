@@ -119,10 +119,11 @@ describe.each(engines)("outbox over $name", ({ bus }) => {
 
 describe("liveness traffic", () => {
   it.skipIf(!ok)(
-    "idle instances send no message; each pings its own listening connection once per period (O(instances), not O(instances^2))",
+    "idle instances send nothing on the bus; each proves its listener with an echo only it hears, once per period (O(instances), not O(instances^2))",
     async () => {
       const server = await startRedis();
       const admin = new Redis(server.port, "127.0.0.1");
+      const sub = new Redis(server.port, "127.0.0.1");
       try {
         const id = uid();
         const coherence = { type: "redis", endpoint: server.endpoint, channel: `tp-live-${id}`, heartbeat_ms: "100" };
@@ -131,21 +132,28 @@ describe("liveness traffic", () => {
         const all: DeviceStorage[] = [];
         for (let i = 0; i < n; i++) all.push(await openInstance(profiles, coherence, { logger: silentLogger }));
         open.push(...all);
-        const counts = async () => {
+        const onBus: string[] = [];
+        await sub.subscribe(coherence.channel);
+        sub.on("message", (_ch: string, m: string) => onBus.push(m));
+        const publishes = async () => {
           const info = String(await admin.info("commandstats"));
-          const calls = (cmd: string) => Number(new RegExp(`cmdstat_${cmd}:calls=(\\d+)`).exec(info)?.[1] ?? 0);
-          return { ping: calls("ping"), publish: calls("publish") };
+          return Number(/cmdstat_publish:calls=(\d+)/.exec(info)?.[1] ?? 0);
         };
-        const before = await counts();
+        const before = await publishes();
         await sleep(2000);
-        const after = await counts();
-        // 2 s at 100 ms per ping and 4 instances: ~80 pings, and no publish at all.
-        expect(after.publish - before.publish).toBe(0);
-        const pings = after.ping - before.ping;
-        expect(pings).toBeGreaterThanOrEqual(n * 10);
-        expect(pings).toBeLessThanOrEqual(n * 25);
+        const echoes = (await publishes()) - before;
+        // Nothing to every other instance: the bus channel stays silent.
+        expect(onBus).toEqual([]);
+        // 2 s at 100 ms per ping and 4 instances: ~80 echoes in all, each to a channel one connection hears.
+        expect(echoes).toBeGreaterThanOrEqual(n * 10);
+        expect(echoes).toBeLessThanOrEqual(n * 25);
+        const channels = (await admin.call("PUBSUB", "CHANNELS", "terraphim-echo:*")) as string[];
+        expect(channels).toHaveLength(n);
+        const numsub = (await admin.call("PUBSUB", "NUMSUB", ...channels)) as (string | number)[];
+        for (let i = 1; i < numsub.length; i += 2) expect(Number(numsub[i])).toBe(1);
         for (const s of all) expect(s.coherenceStats()!.lease).toMatchObject({ trusted: true, lapses: 0 });
       } finally {
+        sub.disconnect();
         admin.disconnect();
         await server.stop();
       }

@@ -98,3 +98,51 @@ export class ReconnectLoop {
 export function outOfOrder(description: string, sent: number, got: unknown): Error {
   return new Error(`${description}: ping ${sent} answered with ${JSON.stringify(got)}`);
 }
+
+/**
+ * The pings of one listening connection that wait for their echo: a message the
+ * listener sent itself through the server's own push path (a `PUBLISH` to a
+ * channel only it subscribes to, a `pg_notify` on a channel only it listens
+ * to). An echo proves the push path delivers, not only that the connection
+ * answers: a loss of pushes alone (a proxy, or a server, dropping messages on
+ * a live connection) stops the proofs as surely as a silent socket. Echoes
+ * come back in order; one coming before an earlier one's means that one was lost.
+ */
+export class Echoes {
+  readonly #description: string;
+  #waiting: { n: number; resolve(): void; reject(err: Error): void }[] = [];
+
+  constructor(description: string) {
+    this.#description = description;
+  }
+
+  /** Resolves when the echo of `n` arrives. */
+  wait(n: number): Promise<void> {
+    return new Promise((resolve, reject) => this.#waiting.push({ n, resolve, reject }));
+  }
+
+  /** An echo arrived on the listening connection. */
+  heard(payload: string): void {
+    const n = Number(payload);
+    while (this.#waiting.length > 0 && this.#waiting[0]!.n < n) {
+      const lost = this.#waiting.shift()!;
+      lost.reject(outOfOrder(this.#description, lost.n, payload));
+    }
+    if (this.#waiting[0]?.n === n) this.#waiting.shift()!.resolve();
+  }
+
+  /** The echo of `n` cannot come (its message could not be sent). */
+  failed(n: number, err: Error): void {
+    const at = this.#waiting.findIndex((w) => w.n === n);
+    if (at !== -1) this.#waiting.splice(at, 1)[0]!.reject(err);
+  }
+
+  /** The connection is gone: no echo will come. */
+  clear(why: string): void {
+    for (const w of this.#waiting.splice(0)) w.reject(new Error(`${this.#description}: ${why}`));
+  }
+}
+
+/** A channel name for one listener's echoes, unique to it. */
+export const echoChannel = (prefix: string): string =>
+  `${prefix}${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`;

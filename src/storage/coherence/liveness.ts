@@ -1,11 +1,12 @@
 /**
  * Proof of hearing, per listening connection: every `heartbeat_ms` a ping
- * goes out on the connection itself, numbered; an answer that comes back in
- * order proves that everything the server sent before the ping arrived (one
- * TCP stream, and neither Redis nor PostgreSQL drops a message on a live
- * connection: Redis closes a subscriber that falls behind, PostgreSQL makes
- * the sender fail). A ping unanswered for two periods means a silent
- * connection (a dead NAT entry, a partition, a paused server): it is replaced,
+ * goes out, numbered, and comes back as an *echo* through the server's own
+ * push path onto the listening connection (`listener.ts`: a `PUBLISH` to a
+ * channel only that connection subscribes to; a `pg_notify` on a channel only
+ * it listens to). An echo that comes back in order proves that everything the
+ * server pushed to the connection before it arrived (one TCP stream), whether
+ * the connection went silent or only its pushes were lost. A ping without its
+ * echo for two periods (or an echo out of order) replaces the connection,
  * which the bus treats as any other loss. Traffic: one ping per instance and
  * connection per period, whatever the number of instances.
  *

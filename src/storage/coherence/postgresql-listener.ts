@@ -14,7 +14,7 @@ import type { Client, Notification } from "pg";
 import { redactSecrets } from "../../errors.js";
 // A channel is quoted as an identifier for LISTEN; `pg_notify` takes it as text, so both name the same one.
 import { quoteIdentifier } from "../../operators/drivers/_sql.js";
-import { type Interests, type Listener, type ListenerEvents, outOfOrder, ReconnectLoop } from "./listener.js";
+import { Echoes, echoChannel, type Interests, type Listener, type ListenerEvents, ReconnectLoop } from "./listener.js";
 
 const CONNECT_TIMEOUT_MS = 3000;
 
@@ -28,6 +28,9 @@ export class PostgresqlListener implements Listener {
   #socket: Socket | undefined;
   #listening = false;
   #loop: ReconnectLoop | undefined;
+  /** A channel only this listener listens to: its own notifications there are the echoes of its pings. */
+  readonly #echo = echoChannel("tp_echo_");
+  readonly #echoes: Echoes;
 
   /** @param where `host:port/db`, for messages (the connection string holds secrets). */
   constructor(pg: typeof import("pg").default, connectionString: string, where: string, interests: Interests) {
@@ -35,6 +38,7 @@ export class PostgresqlListener implements Listener {
     this.#connectionString = connectionString;
     this.#interests = interests;
     this.description = `postgresql ${where}`;
+    this.#echoes = new Echoes(this.description);
   }
 
   start(events: ListenerEvents): void {
@@ -43,12 +47,15 @@ export class PostgresqlListener implements Listener {
     loop.start();
   }
 
+  /** `pg_notify(<echo channel>, n)` on the listening connection itself; resolves when its notification arrives. */
   async ping(n: number): Promise<void> {
     const client = this.#client;
     if (!client || !this.#listening) throw new Error(`${this.description}: not listening`);
-    const r = await client.query({ text: `SELECT ${n | 0}`, rowMode: "array" });
-    const got = (r.rows[0] as unknown[] | undefined)?.[0];
-    if (got !== (n | 0)) throw outOfOrder(this.description, n, got);
+    const echo = this.#echoes.wait(n);
+    client
+      .query("SELECT pg_notify($1, $2)", [this.#echo, String(n)])
+      .catch((err: Error) => this.#echoes.failed(n, err));
+    await echo;
   }
 
   replace(_reason: string): void {
@@ -84,6 +91,7 @@ export class PostgresqlListener implements Listener {
       if (this.#client === client) {
         this.#client = undefined;
         this.#listening = false;
+        this.#echoes.clear("the listening connection closed");
       }
       socket.destroy();
       client.end().catch(() => {});
@@ -97,9 +105,11 @@ export class PostgresqlListener implements Listener {
     client.on("end", () => lost("connection ended"));
     socket.on("close", () => lost("socket closed"));
     client.on("notification", (n: Notification) => {
-      if (n.payload !== undefined && this.#interests.channels.has(n.channel)) events.message(n.channel, n.payload);
+      if (n.payload === undefined) return;
+      if (n.channel === this.#echo) this.#echoes.heard(n.payload);
+      else if (this.#interests.channels.has(n.channel)) events.message(n.channel, n.payload);
     });
-    const listen = [...this.#interests.channels].map((c) => `LISTEN ${quoteIdentifier(c, '"')}`).join("; ");
+    const listen = [...this.#interests.channels, this.#echo].map((c) => `LISTEN ${quoteIdentifier(c, '"')}`).join("; ");
     client
       .connect()
       .then(() => client.query(listen))

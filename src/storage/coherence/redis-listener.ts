@@ -14,7 +14,7 @@
  */
 import type { Redis, RedisOptions } from "ioredis";
 import type { RedisChangeFeed } from "../../operators/types.js";
-import { type Interests, type Listener, type ListenerEvents, outOfOrder, ReconnectLoop } from "./listener.js";
+import { Echoes, echoChannel, type Interests, type Listener, type ListenerEvents, ReconnectLoop } from "./listener.js";
 
 /** The channel a tracking connection (RESP2) receives its invalidations on. */
 const INVALIDATE_CHANNEL = "__redis__:invalidate";
@@ -50,6 +50,10 @@ export class RedisListener implements Listener {
   readonly #interests: Interests;
   readonly #ioredis: IoRedis;
   #sub: Redis | undefined;
+  /** Sends the echoes the listener proves itself with (a subscribed connection cannot publish). */
+  #companion: Redis | undefined;
+  readonly #echo = echoChannel("terraphim-echo:");
+  readonly #echoes: Echoes;
   #listening = false;
   #loop: ReconnectLoop | undefined;
   #tracking: boolean | undefined;
@@ -59,6 +63,7 @@ export class RedisListener implements Listener {
     this.#endpoint = endpoint;
     this.#interests = interests;
     this.description = `redis ${redisAddress(endpoint.target)}`;
+    this.#echoes = new Echoes(this.description);
   }
 
   get tracking(): boolean | undefined {
@@ -71,13 +76,19 @@ export class RedisListener implements Listener {
     loop.start();
   }
 
+  /** `PUBLISH <echo channel> n` on the companion connection; resolves when the listener hears it. */
   async ping(n: number): Promise<void> {
-    const sub = this.#sub;
-    if (!sub || !this.#listening) throw new Error(`${this.description}: not listening`);
-    // In subscribe mode PING answers ["pong", <its argument>].
-    const answer = (await sub.ping(String(n))) as unknown;
-    const got = Array.isArray(answer) ? answer[1] : answer;
-    if (got !== String(n)) throw outOfOrder(this.description, n, got);
+    const companion = this.#companion;
+    if (!companion || !this.#listening) throw new Error(`${this.description}: not listening`);
+    const echo = this.#echoes.wait(n);
+    companion.publish(this.#echo, String(n)).then(
+      (receivers) => {
+        // No subscriber: the listener is not subscribed any more (the server says so at once).
+        if (receivers === 0) this.#echoes.failed(n, new Error(`${this.description}: the echo had no listener`));
+      },
+      (err: Error) => this.#echoes.failed(n, err),
+    );
+    await echo;
   }
 
   replace(_reason: string): void {
@@ -88,28 +99,41 @@ export class RedisListener implements Listener {
     this.#loop?.close();
     this.#sub?.disconnect();
     this.#sub = undefined;
+    this.#companion?.disconnect();
+    this.#companion = undefined;
   }
 
   #connect(events: ListenerEvents, loop: ReconnectLoop): void {
     const sub = new this.#ioredis.Redis(redisConnectOptions(this.#endpoint));
+    const companion = new this.#ioredis.Redis(redisConnectOptions(this.#endpoint));
     this.#sub = sub;
+    this.#companion?.disconnect();
+    this.#companion = companion;
     this.#listening = false;
     let subscribed = false;
-    sub.on("error", () => {
-      // Followed by "end", which reconnects.
-    });
+    for (const c of [sub, companion]) {
+      c.on("error", () => {
+        // Followed by "end", which reconnects (the companion's loss ends the listener too).
+      });
+    }
+    // One pair: if the companion goes, its echoes cannot come, and the listener is replaced with it.
+    companion.once("end", () => sub.disconnect());
     sub.on("messageBuffer", (channel: Buffer, message: Buffer | Buffer[] | null) => {
       const ch = channel.toString();
-      if (ch === INVALIDATE_CHANNEL) {
+      if (ch === this.#echo) {
+        if (message !== null && !Array.isArray(message)) this.#echoes.heard(message.toString());
+      } else if (ch === INVALIDATE_CHANNEL) {
         events.invalidated(message === null ? null : (Array.isArray(message) ? message : [message]).map(String));
       } else if (this.#interests.channels.has(ch) && message !== null && !Array.isArray(message)) {
         events.message(ch, message.toString());
       }
     });
     sub.once("end", () => {
+      companion.disconnect();
       if (this.#sub === sub) {
         this.#sub = undefined;
         this.#listening = false;
+        this.#echoes.clear("the listening connection closed");
       }
       if (loop.closed) return;
       events.down(
@@ -117,13 +141,12 @@ export class RedisListener implements Listener {
       );
       loop.lost();
     });
-    const channels = [...this.#interests.channels];
-    sub
-      .connect()
+    const channels = [...this.#interests.channels, this.#echo];
+    Promise.all([sub.connect(), companion.connect()])
       .then(async () => {
         const track = this.#interests.prefixes.size > 0 && (await this.#track(sub, events));
         if (track) channels.push(INVALIDATE_CHANNEL);
-        if (channels.length > 0) await sub.subscribe(...channels);
+        await sub.subscribe(...channels);
       })
       .then(
         () => {
