@@ -13,7 +13,7 @@
  *
  * Knobs (environment): FAULT_SEED (printed always; replays the same choices),
  * FAULT_DURATION_MS (faults per run, default 12000), FAULT_HEARTBEAT_MS
- * (default 300), FAULT_KINDS (comma-separated, default all but drop-push; see
+ * (default 300), FAULT_KINDS (comma-separated, default all of them; see
  * _nemesis.ts), FAULT_WRITERS / FAULT_READERS (default 2 / 2), FAULT_KEYS
  * (default 12), FAULT_TIMEOUT_MS (the shared tier's timeout_ms, default 1000),
  * FAULT_BREAKER_COOLDOWN_MS (the workers' liveRanking.cooldownMs, default 1000),

@@ -13,7 +13,7 @@
  * - **On receipt** the key's local copies are dropped and write-backs of it
  *   fenced off.
  * - **A lease** (`lease.ts`): local tiers serve only while every listening
- *   connection answered a ping sent less than Δ ago (`liveness.ts`); a silent
+ *   connection heard the echo of a ping sent less than Δ ago (`liveness.ts`); a silent
  *   connection is replaced.
  * - **Gaps** (a listening connection lost, a skipped sequence number, a local
  *   copy that could not be dropped): local tiers leave the read path at once
