@@ -1,10 +1,11 @@
 /**
  * The lease: an instance may serve reads from its local tiers only while it
  * holds fresh proof that it would have heard of every change to the shared
- * tiers. Proof is a round trip on each listening connection (see
- * `liveness.ts`): an answer to a ping sent at `t` shows that everything the
- * server announced before `t` has arrived and been applied, so local copies
- * are current as of `t`, and may be served until `t + bound`.
+ * tiers. Proof is a ping echoed back to each listening connection through the
+ * server's push path (see `liveness.ts`): the echo of a ping sent at `t` shows
+ * that everything the server announced before `t` has arrived and been
+ * applied, so local copies are current as of `t`, and may be served until
+ * `t + bound`.
  *
  * The read path asks the lease on every look (one monotonic clock read and a
  * comparison, ~40 ns here): nothing cheaper stays right after a pause. A
