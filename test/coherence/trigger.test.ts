@@ -193,5 +193,28 @@ describe.skipIf(!ok)("postgresql change feed (trigger)", () => {
     } finally {
       env.cleanup();
     }
+
+    // An instance that may install it starts: from then on the limited ones hear every change too (they
+    // listen on the trigger's channel whatever their own install said), a psql UPDATE included.
+    const owner = settings(t);
+    const c = await openInstance(
+      owner.profiles,
+      { ...owner.coherence, channel: lim.coherence.channel },
+      {
+        logger: silentLogger,
+      },
+    );
+    open.push(c);
+    expect(
+      (await psql(`SELECT count(*) FROM pg_trigger WHERE tgrelid = '${t}'::regclass AND NOT tgisinternal`)).trim(),
+    ).toBe("2");
+    await cached(b, "x.json");
+    const hex = Buffer.from(JSON.stringify({ v: "psql" })).toString("hex");
+    await psql(`UPDATE ${t} SET value = '\\x${hex}'::bytea WHERE key = 'x.json'`);
+    await waitFor(
+      async () => (await b.loadValue<{ v: unknown }>("x.json")).value.v === "psql",
+      "the limited instance hears the trigger",
+      b.coherenceStats()!.lease!.boundMs,
+    );
   }, 90_000);
 });

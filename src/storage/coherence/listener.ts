@@ -46,6 +46,11 @@ export interface Interests {
   channels: Set<string>;
   /** Key prefixes the server should report changes of (Redis tracking; `""`: every key). Empty: none. */
   prefixes: Set<string>;
+  /**
+   * Run on each new PostgreSQL listening connection once it listens, before it says `up` (the tables'
+   * triggers). A rejection fails the connection (a new one follows).
+   */
+  prepare?: ((client: import("pg").Client) => Promise<void>)[];
 }
 
 /** Reconnect back-off of a listener: 100 ms more per failed attempt, at most this. */

@@ -7,13 +7,12 @@
  *
  * @module
  */
-import type { Client } from "pg";
 import type { Logger } from "../../logger.js";
 import { redisConfig } from "../../operators/drivers/_redis-options.js";
 import type { CoherenceConfig } from "../../settings/coherence.js";
 import type { Feed } from "./feeds.js";
 import type { Interests, Listener } from "./listener.js";
-import { feedNames, hasTrigger, installTrigger } from "./pg-trigger.js";
+import { feedNames, prepareTrigger } from "./pg-trigger.js";
 import { PostgresqlListener } from "./postgresql-listener.js";
 import { clusterMasters, type RedisEndpoint, RedisListener, redisAddress } from "./redis-listener.js";
 
@@ -107,24 +106,27 @@ export async function planListeners(
       }
       continue;
     }
-    const outcome = await withClient(pg!, s.connectionString, async (c) => {
-      const installed = await installTrigger(c, s);
-      if (installed.installed || (await hasTrigger(c, s))) return undefined;
-      return installed.reason;
-    }).catch((err: Error) => `cannot reach ${s.where}: ${err.message}`);
-    if (outcome !== undefined) {
-      feed.state = { kind: "bus", reason: `no trigger on table "${s.table}": ${outcome}` };
-      logger.warn(
-        { profile: feed.tier, reason: outcome },
-        "coherence bus: cannot install the change trigger; this instance announces its own writes, other programs' changes of the table go unseen",
-      );
-      continue;
-    }
-    feed.state = { kind: "server", via: `postgresql trigger on "${s.table}"` };
+    // Listened to whatever the install says: the trigger may be another role's, and a role that may not
+    // install it still hears every change it reports. Installed (or found) on each connection.
     const d = pgDraft(s.connectionString);
     const { channel } = feedNames(s);
     d.channels.set(channel, feed);
     d.interests.channels.add(channel);
+    let warned = false;
+    (d.interests.prepare ??= []).push(async (client) => {
+      const outcome = await prepareTrigger(client, s);
+      if (outcome.installed) {
+        feed.state = { kind: "server", via: `postgresql trigger on "${s.table}"` };
+        return;
+      }
+      feed.state = { kind: "bus", reason: `no trigger on table "${s.table}": ${outcome.reason}` };
+      if (warned) return;
+      warned = true;
+      logger.warn(
+        { profile: feed.tier, reason: outcome.reason },
+        "coherence bus: cannot install the change trigger; this instance announces its own writes, other programs' changes of the table go unseen",
+      );
+    });
   }
   return [...drafts.values()].map((d) => ({
     listener: d.make(d.interests),
@@ -132,19 +134,4 @@ export async function planListeners(
     tracked: d.tracked,
     channels: d.channels,
   }));
-}
-
-async function withClient<T>(
-  pg: typeof import("pg").default,
-  connectionString: string,
-  fn: (c: Client) => Promise<T>,
-): Promise<T> {
-  const client = new pg.Client({ connectionString, connectionTimeoutMillis: 3000 });
-  client.on("error", () => {});
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end().catch(() => {});
-  }
 }

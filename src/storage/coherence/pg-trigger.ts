@@ -40,21 +40,29 @@ export type TriggerOutcome = { installed: true } | { installed: false; reason: s
 
 /**
  * Installs (or refreshes) the table's trigger, in one transaction under an advisory lock.
- * Never throws: a role that may not create it gets `{ installed: false, reason }`.
+ * A role that may not create it gets `{ installed: false, reason }`.
+ * @throws when the connection fails (the question stays open: asked again on the next connection).
  */
-export async function installTrigger(client: Client, feed: PostgresqlChangeFeed): Promise<TriggerOutcome> {
-  const names = feedNames(feed);
-  const q = (name: string) => quoteIdentifier(name, '"');
-  const [table, key, fn] = [q(feed.table), q(feed.keyField), q(names.fn)];
+/** The trigger function's body for `feed` (what {@link installTrigger} installs, and {@link hasTrigger} compares). */
+function triggerBody(feed: PostgresqlChangeFeed): string {
+  const { channel } = feedNames(feed);
+  const key = quoteIdentifier(feed.keyField, '"');
   const notify = (row: "OLD" | "NEW") =>
-    `PERFORM pg_notify('${names.channel}', CASE WHEN octet_length(${row}.${key}) <= ${MAX_KEY_BYTES} THEN ${row}.${key} ELSE '' END);`;
-  const body = `
+    `PERFORM pg_notify('${channel}', CASE WHEN octet_length(${row}.${key}) <= ${MAX_KEY_BYTES} THEN ${row}.${key} ELSE '' END);`;
+  return `
     BEGIN
-      IF TG_OP = 'TRUNCATE' THEN PERFORM pg_notify('${names.channel}', ''); RETURN NULL; END IF;
+      IF TG_OP = 'TRUNCATE' THEN PERFORM pg_notify('${channel}', ''); RETURN NULL; END IF;
       IF TG_OP <> 'INSERT' THEN ${notify("OLD")} END IF;
       IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.${key} IS DISTINCT FROM OLD.${key}) THEN ${notify("NEW")} END IF;
       RETURN NULL;
     END`;
+}
+
+export async function installTrigger(client: Client, feed: PostgresqlChangeFeed): Promise<TriggerOutcome> {
+  const names = feedNames(feed);
+  const q = (name: string) => quoteIdentifier(name, '"');
+  const [table, fn] = [q(feed.table), q(names.fn)];
+  const body = triggerBody(feed);
   try {
     await client.query("BEGIN");
     await client.query(`SELECT pg_advisory_xact_lock(${names.lock})`);
@@ -69,17 +77,41 @@ export async function installTrigger(client: Client, feed: PostgresqlChangeFeed)
     return { installed: true };
   } catch (err) {
     await client.query("ROLLBACK").catch(() => {});
+    // The server's answer (a SQLSTATE: no permission, no such table) settles it; a broken connection does not.
+    if (typeof (err as { code?: unknown }).code !== "string") throw err;
     return { installed: false, reason: redactSecrets((err as Error).message) };
   }
 }
 
-/** Whether the table already has a working trigger (another role installed it): then no install is needed. */
-export async function hasTrigger(client: Client, feed: PostgresqlChangeFeed): Promise<boolean> {
+/**
+ * Makes sure `feed`'s table reports its changes: installs the trigger where the role may, else finds one
+ * another role installed. Asked on every (re)connection of the listener, on that connection.
+ * @throws when the connection fails.
+ */
+export async function prepareTrigger(client: Client, feed: PostgresqlChangeFeed): Promise<TriggerOutcome> {
+  if (await hasTrigger(client, feed, true)) return { installed: true };
+  const installed = await installTrigger(client, feed);
+  // Another role's (or an earlier version's) trigger reports changes all the same.
+  if (installed.installed || (await hasTrigger(client, feed))) return { installed: true };
+  return installed;
+}
+
+/**
+ * Whether the table has both triggers, enabled, calling the function (`current`: with this version's
+ * body). Cheap (the catalog), so instances that reconnect together do not lock the table to reinstall it.
+ */
+export async function hasTrigger(client: Client, feed: PostgresqlChangeFeed, current = false): Promise<boolean> {
   const names = feedNames(feed);
   const r = await client.query({
     text: `SELECT count(*) FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
-           WHERE t.tgrelid = to_regclass($1) AND t.tgname = ANY($2) AND p.proname = $3 AND t.tgenabled <> 'D'`,
-    values: [quoteIdentifier(feed.table, '"'), [ROW_TRIGGER, TRUNCATE_TRIGGER], names.fn],
+           WHERE t.tgrelid = to_regclass($1) AND t.tgname = ANY($2) AND p.proname = $3 AND t.tgenabled <> 'D'
+             AND ($4::text IS NULL OR p.prosrc = $4)`,
+    values: [
+      quoteIdentifier(feed.table, '"'),
+      [ROW_TRIGGER, TRUNCATE_TRIGGER],
+      names.fn,
+      current ? triggerBody(feed) : null,
+    ],
     rowMode: "array",
   });
   return Number((r.rows[0] as unknown[])[0]) === 2;

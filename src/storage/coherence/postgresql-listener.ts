@@ -113,6 +113,9 @@ export class PostgresqlListener implements Listener {
     client
       .connect()
       .then(() => client.query(listen))
+      .then(async () => {
+        for (const prepare of this.#interests.prepare ?? []) await prepare(client);
+      })
       .then(
         () => {
           if (ended || loop.closed) return;

@@ -16,6 +16,8 @@ import type { Redis, RedisOptions } from "ioredis";
 import type { RedisChangeFeed } from "../../operators/types.js";
 import { Echoes, echoChannel, type Interests, type Listener, type ListenerEvents, ReconnectLoop } from "./listener.js";
 
+/** Error replies of a server that is not ready yet: asked again on the next connection. */
+const NOT_READY = /^(LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|READONLY)\b/;
 /** The channel a tracking connection (RESP2) receives its invalidations on. */
 const INVALIDATE_CHANNEL = "__redis__:invalidate";
 const CONNECT_TIMEOUT_MS = 2000;
@@ -170,8 +172,9 @@ export class RedisListener implements Listener {
       await sub.call("CLIENT", "TRACKING", "ON", "REDIRECT", id, "BCAST", ...args);
     } catch (err) {
       const message = (err as Error).message;
-      // A connection problem is not an answer: the next connection asks again.
-      if ((err as Error).name !== "ReplyError") throw err;
+      // A connection problem, or a server not ready yet (loading after a restart, busy, failing over), is not
+      // an answer: the next connection asks again. Listening on without tracking would hear nothing.
+      if ((err as Error).name !== "ReplyError" || NOT_READY.test(message)) throw err;
       if (this.#tracking !== false) events.unsupported?.(message);
       this.#tracking = false;
       return false;
