@@ -2,7 +2,7 @@ import { ProfileError, UnsupportedError } from "../errors.js";
 import { fsOperator } from "./drivers/fs.js";
 import { memoryOperator } from "./drivers/memory.js";
 import { sqliteOperator } from "./drivers/sqlite.js";
-import type { Operator, OperatorOptions } from "./types.js";
+import type { ChangeFeedSource, Operator, OperatorOptions } from "./types.js";
 
 /** Schemes served by native drivers; everything else goes to OpenDAL. */
 export const NATIVE_SCHEMES = ["memory", "dashmap", "sqlite", "fs"] as const;
@@ -68,6 +68,27 @@ export async function createOperator(
         throw err;
       }
     }
+  }
+}
+
+/**
+ * Where the server of a profile that is down reports its changes, from the scheme and options alone (no
+ * I/O), so a coherence bus listens for them as soon as the server answers. Undefined for schemes whose
+ * server cannot (S3, MySQL, files).
+ * @throws ProfileError for bad options.
+ */
+export async function changeFeedOf(
+  scheme: string,
+  options: OperatorOptions,
+  profile: string,
+): Promise<ChangeFeedSource | undefined> {
+  switch (scheme.toLowerCase()) {
+    case "redis":
+      return (await import("./drivers/redis.js")).redisChangeFeed({ ...options }, profile);
+    case "postgresql":
+      return (await import("./drivers/postgresql.js")).postgresqlChangeFeed({ ...options }, profile);
+    default:
+      return undefined;
   }
 }
 

@@ -24,6 +24,7 @@ import {
 } from "../errors.js";
 import { PROBE_KEY_PREFIX } from "../keys/index.js";
 import type { Logger } from "../logger.js";
+import { changeFeedOf } from "../operators/index.js";
 import type { Operator } from "../operators/types.js";
 import { withTimeout } from "./calls.js";
 import { probeChannel, traced } from "./channels.js";
@@ -105,7 +106,7 @@ export async function openProfiles(
         if (!isUnreachable(err)) return undefined;
         // The options were fine (they parsed before the server was dialled): the server is down.
         const options = parseProfileOptions(name, raw ?? {});
-        const op = unopenedOperator(options.scheme, error);
+        const op = unopenedOperator(options.scheme, error, await changeFeedOf(options.scheme, options.backend, name));
         return { ...fromOptions(name, options.scheme, options), op, reopen, unopened: error };
       }
     }),

@@ -7,7 +7,7 @@
  */
 import { BackendError, type ReadOnlyReason, readOnlyReason } from "../errors.js";
 import type { Logger } from "../logger.js";
-import type { Operator, OperatorCapabilities } from "../operators/types.js";
+import type { ChangeFeedSource, Operator, OperatorCapabilities } from "../operators/types.js";
 import { stateChannel } from "./channels.js";
 import type { ProfileStats, TierState } from "./types.js";
 
@@ -146,11 +146,13 @@ export function downError(profile: string, state: TierState & { kind: "down" }, 
  * answer at start-up): every call fails with `error`. Replaced by the real
  * operator when the profile rejoins.
  */
-export function unopenedOperator(scheme: string, error: Error): Operator {
+export function unopenedOperator(scheme: string, error: Error, changeFeed?: ChangeFeedSource): Operator {
   const fail = () => Promise.reject(error);
   return {
     scheme,
     capabilities: UNKNOWN_CAPABILITIES,
+    // Known from the options: the coherence bus listens for the server's reports before it answers.
+    ...(changeFeed && { changeFeed }),
     read: fail,
     write: fail,
     stat: fail,

@@ -11,8 +11,8 @@
  */
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type DeviceStorage, silentLogger } from "../../src/index.js";
-import { type OwnServer, startRedis } from "../helpers/servers.js";
+import { DeviceStorage, silentLogger } from "../../src/index.js";
+import { freePort, type OwnServer, startRedis } from "../helpers/servers.js";
 import { captureLogger, localCopy, openInstance, serversFor, uid, waitFor } from "./_gaps-util.js";
 
 const ok = await serversFor({ ownRedis: true });
@@ -94,6 +94,41 @@ describe.skipIf(!ok)("redis change feed (tracking)", () => {
     await a.saveValue("t.json", { v: 2 }, { ttlMs: 60_000 });
     await waitFor(async () => (await localCopy(b, "mem", "t.json")) === undefined, "the copy dropped");
     expect((await b.loadValue("t.json")).value).toEqual({ v: 2 });
+  });
+
+  it("a shared profile down at start-up is listened for from the start: local tiers wait for it, then hear it", async () => {
+    const port = await freePort();
+    const endpoint = `tcp://127.0.0.1:${port}`;
+    const s = settings(endpoint);
+    // The bus is up (the server this file started); the shared profile's own server is not, yet.
+    const coherence = { ...s.coherence, endpoint: server.endpoint };
+    const b = await DeviceStorage.fromSettings({ profiles: s.profiles, coherence }, { logger: silentLogger });
+    open.push(b);
+    expect(b.stats().r?.state?.kind).toBe("down");
+    // Its changes cannot be heard, so nothing local may be served.
+    expect(b.coherenceStats()!.distrusted).toEqual(["mem"]);
+    expect(b.coherenceStats()!.lease!.listeners).toContainEqual(
+      expect.objectContaining({ listener: `redis 127.0.0.1:${port}`, connected: false }),
+    );
+    const late = await startRedis({ port });
+    try {
+      const a = await openInstance(s.profiles, coherence, { logger: silentLogger });
+      open.push(a);
+      await b.retryDown();
+      await waitFor(() => b.coherenceStats()!.connected && b.coherenceStats()!.distrusted.length === 0, "B trusts");
+      await a.saveValue("late.json", { v: 1 });
+      await waitFor(() => b.coherenceStats()!.serverReports >= 1, "B heard A's save");
+      await cached(b, "late.json");
+      await a.saveValue("late.json", { v: 2 });
+      await waitFor(
+        async () => (await b.loadValue<{ v: number }>("late.json")).value.v === 2,
+        "B serves v2",
+        b.coherenceStats()!.lease!.boundMs,
+      );
+    } finally {
+      await Promise.all(open.splice(0).map((x) => x.close().catch(() => {})));
+      await late.stop();
+    }
   });
 
   it("a server that refuses CLIENT TRACKING: the profile's saves are announced on the bus; said once", async () => {

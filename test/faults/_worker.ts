@@ -14,7 +14,9 @@
  *
  * Usage: fork("test/faults/_worker.ts", [JSON.stringify(config)], { execArgv: ["--import", "tsx"] })
  */
-import { DeviceStorage, NotFoundError, seededRandom, silentLogger } from "../../src/index.js";
+import { channel } from "node:diagnostics_channel";
+import { openSync, writeSync } from "node:fs";
+import { CHANNELS, DeviceStorage, NotFoundError, seededRandom, silentLogger } from "../../src/index.js";
 import { faultValue, faultValueId } from "./_values.js";
 import { Recorder } from "./history.js";
 
@@ -80,6 +82,13 @@ async function open(): Promise<DeviceStorage> {
   }
 }
 const storage = await open();
+// With FAULT_KEEP_HISTORY, the bus's own account (reports, messages, gaps, lapses) beside the history.
+if (process.env.FAULT_KEEP_HISTORY) {
+  const log = openSync(`${config.historyFile}.bus`, "a");
+  channel(CHANNELS.bus).subscribe((m) => {
+    writeSync(log, `${JSON.stringify({ at: performance.timeOrigin + performance.now(), ...(m as object) })}\n`);
+  });
+}
 const deadline = Date.now() + (config.readyMs ?? 5000);
 const trusted = () => {
   const s = storage.coherenceStats();

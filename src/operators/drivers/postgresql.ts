@@ -15,7 +15,7 @@ import {
   registerSecret,
 } from "../../errors.js";
 import { validateKey, validatePrefix } from "../../keys/index.js";
-import type { Operator, StatResult } from "../types.js";
+import type { Operator, PostgresqlChangeFeed, StatResult } from "../types.js";
 import { assertReachable, networkAddress } from "./_net.js";
 import {
   NETWORK_CAPABILITIES,
@@ -97,7 +97,8 @@ const TRANSIENT_SQLSTATE = /^(08|53|57P0[123]$|57014$|40001$|40P01$|55P03$|42P01
  * await op.write("document_a.json", '{"id":"a"}');
  * await op.close();
  */
-export async function postgresqlOperator(options: Record<string, string>, profile = "postgresql"): Promise<Operator> {
+/** The options of a postgresql profile, checked once (no I/O). */
+function parseOptions(options: Record<string, string>, profile: string) {
   const opt = checkOptions(options, profile);
   checkSqlIdentifiers("postgresql", opt, profile);
   const { text: connectionString, url } = connectionUrl(opt.connection_string, profile);
@@ -106,9 +107,35 @@ export async function postgresqlOperator(options: Record<string, string>, profil
   const valueName = identifier(opt.value_field, "value_field", "value", profile);
   if (opt.root?.includes("\0")) throw new ProfileError(`profiles.${profile}.root: cannot contain NUL`, { profile });
   const root = normalizeRoot(opt.root ?? "/");
+  const address = networkAddress("postgresql", { connection_string: connectionString });
+  const where = address ? `${address.host}:${address.port}${url.pathname}` : "postgresql";
+  const changeFeed: PostgresqlChangeFeed = {
+    kind: "postgresql",
+    connectionString,
+    where,
+    table: tableName,
+    keyField: keyName,
+    prefix: root,
+  };
+  return { opt, connectionString, url, tableName, keyName, valueName, root, address, where, changeFeed };
+}
+
+/**
+ * Where a postgresql profile's server reports its changes (see `Operator.changeFeed`), from its options
+ * alone: known before the server answers.
+ * @throws ProfileError for bad options.
+ */
+export function postgresqlChangeFeed(options: Record<string, string>, profile = "postgresql"): PostgresqlChangeFeed {
+  return parseOptions(options, profile).changeFeed;
+}
+
+export async function postgresqlOperator(options: Record<string, string>, profile = "postgresql"): Promise<Operator> {
+  const { opt, connectionString, url, tableName, keyName, valueName, root, address, where, changeFeed } = parseOptions(
+    options,
+    profile,
+  );
   const poolSize = poolSizeOption(opt.pool_size, profile);
 
-  const address = networkAddress("postgresql", { connection_string: connectionString });
   if (address) await assertReachable("postgresql", address.host, address.port, profile);
 
   let pg: typeof import("pg");
@@ -141,7 +168,6 @@ export async function postgresqlOperator(options: Record<string, string>, profil
   const quote = (name: string) => quoteIdentifier(name, '"');
   const [t, k, v] = [quote(tableName), quote(keyName), quote(valueName)];
   const ddl = `CREATE TABLE IF NOT EXISTS ${t} (${k} TEXT PRIMARY KEY, ${v} BYTEA NOT NULL)`;
-  const where = address ? `${address.host}:${address.port}${url.pathname}` : "postgresql";
   const sql = {
     read: `SELECT ${v} FROM ${t} WHERE ${k} = $1`,
     stat: `SELECT octet_length(${v}) FROM ${t} WHERE ${k} = $1`,
@@ -269,7 +295,7 @@ export async function postgresqlOperator(options: Record<string, string>, profil
   return {
     scheme: "postgresql",
     capabilities: NETWORK_CAPABILITIES,
-    changeFeed: { kind: "postgresql", connectionString, where, table: tableName, keyField: keyName, prefix: root },
+    changeFeed,
     async read(path) {
       return ((await column("read", path)) as Buffer | null) ?? Buffer.alloc(0);
     },

@@ -79,6 +79,20 @@ export async function redisOperator(options: Record<string, string>, profile = "
 
 const addressOf = (t: Target) => ("path" in t ? t.path : `${t.host}:${t.port}`);
 
+/**
+ * Where a redis profile's server reports its changes (see `Operator.changeFeed`), from its options alone:
+ * known before the server answers.
+ * @throws ProfileError for bad options.
+ */
+export function redisChangeFeed(options: Record<string, string>, profile = "redis"): RedisChangeFeed {
+  return feedOf(redisConfig(options, profile));
+}
+
+function feedOf(config: RedisConfig): RedisChangeFeed {
+  const { targets, cluster, username, password, prefix } = config;
+  return { kind: "redis", targets, cluster, username, password, prefix };
+}
+
 /** A dead server must be a quick, clear error: ioredis would keep reconnecting. A cluster needs one live seed. */
 async function probe(config: RedisConfig, profile: string): Promise<void> {
   const tcp = config.targets.filter((t): t is TcpTarget => "host" in t);
@@ -244,14 +258,7 @@ function wrap(client: Redis | Cluster, conn: Connection, config: RedisConfig, pr
     });
   };
 
-  const changeFeed: RedisChangeFeed = {
-    kind: "redis",
-    targets: config.targets,
-    cluster: config.cluster,
-    username: config.username,
-    password: config.password,
-    prefix,
-  };
+  const changeFeed = feedOf(config);
   return {
     scheme: "redis",
     capabilities: NETWORK_CAPABILITIES,

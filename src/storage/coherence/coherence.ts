@@ -22,7 +22,6 @@
  * @module
  */
 import { randomUUID } from "node:crypto";
-import { validateKey } from "../../keys/index.js";
 import type { Logger } from "../../logger.js";
 import type { Operator } from "../../operators/types.js";
 import type { CoherenceConfig } from "../../settings/coherence.js";
@@ -31,6 +30,7 @@ import type { WriteFence } from "../fence.js";
 import type { Ranking } from "../ranking.js";
 import type { Tier } from "../tier.js";
 import type { ChangeSink } from "../types.js";
+import { BusMessages } from "./bus-messages.js";
 import { type CoherenceStats, type RemoteChange, statsOf } from "./coherence-stats.js";
 import { expectingOperator, Feed, keyReport, type Report } from "./feeds.js";
 import { Lease, stalenessBoundMs } from "./lease.js";
@@ -38,7 +38,6 @@ import type { ListenerEvents } from "./listener.js";
 import { type Planned, planListeners } from "./listeners.js";
 import { Liveness } from "./liveness.js";
 import { LocalCopies } from "./local-copies.js";
-import { type BusMessage, decodeMessage } from "./message.js";
 import { openPublisher } from "./open-transport.js";
 import { Outbox } from "./outbox.js";
 import { Resyncer } from "./resyncer.js";
@@ -48,8 +47,6 @@ export type { CoherenceStats, RemoteChange } from "./coherence-stats.js";
 
 /** How long start-up waits for every listener before going on with the local tiers out of the read path. */
 const FIRST_SUBSCRIBE_MS = 3000;
-/** An origin silent this long is forgotten (each process start is a new one). */
-const PRUNE_MS = 10 * 60_000;
 
 export interface CoherenceOptions {
   /** Listen to other instances (false: only announce; the local tiers then never serve reads). @default true */
@@ -75,11 +72,11 @@ export class Coherence implements ChangeSink {
   readonly #feeds = new Map<string, Feed>();
   readonly #resyncer: Resyncer;
   #closed = false;
-  /** The last sequence number seen per origin, and when. */
-  readonly #seen = new Map<string, { seq: number; at: number }>();
-  #pruneTimer: NodeJS.Timeout | undefined;
+  /** Listeners were planned (start-up): a feed found later gets its own. */
+  #listening = false;
+  readonly #messages: BusMessages;
   readonly #copies: LocalCopies;
-  readonly #counts = { received: 0, serverReports: 0, gaps: 0, silent: 0 };
+  readonly #counts = { serverReports: 0, gaps: 0, silent: 0 };
 
   constructor(config: CoherenceConfig, ranking: Ranking<Tier>, fence: WriteFence, logger: Logger, o: CoherenceOptions) {
     this.#config = config;
@@ -90,6 +87,12 @@ export class Coherence implements ChangeSink {
     this.origin = o.origin ?? randomUUID();
     this.#resyncer = new Resyncer(ranking, fence, logger, this.origin, () => this.#apply());
     this.#copies = new LocalCopies(fence, logger, (t) => this.#gap(`profile "${t.name}" could not drop a changed key`));
+    this.#messages = new BusMessages(
+      this.origin,
+      this.#copies,
+      () => this.#local,
+      (r) => this.#gap(r),
+    );
   }
 
   /** The staleness bound Δ in ms. */
@@ -124,23 +127,13 @@ export class Coherence implements ChangeSink {
     this.#lease = new Lease(this.boundMs, () => this.#lapsed());
     const lease = this.#lease;
     this.#ranking.guard(() => lease.check());
-    this.#pruneTimer = setInterval(() => this.#prune(), PRUNE_MS / 4);
-    this.#pruneTimer.unref();
-    this.#planned = await planListeners(this.#config, [...this.#feeds.values()], this.#logger);
+    this.#listening = true;
+    const planned = await planListeners(this.#config, [...this.#feeds.values()], this.#logger);
     let first: () => void = () => {};
     const all = new Promise<void>((resolve) => {
       first = resolve;
     });
-    for (const p of this.#planned) {
-      const live = new Liveness(
-        p.listener,
-        this.#config.heartbeatMs,
-        () => this.#proved(),
-        (reason) => this.#silent(p, reason),
-      );
-      this.#liveness.set(p, live);
-      p.listener.start(this.#events(p, () => this.#connected && first()));
-    }
+    for (const p of planned) this.#startListener(p, () => this.#connected && first());
     const timer = setTimeout(first, FIRST_SUBSCRIBE_MS);
     await all;
     clearTimeout(timer);
@@ -159,6 +152,8 @@ export class Coherence implements ChangeSink {
     if (!feed) {
       feed = new Feed(profile, op.changeFeed);
       this.#feeds.set(profile, feed);
+      // A shared tier that first opened after start-up (it was down then): listen to it from now on.
+      if (this.#listening) void this.#listenTo(feed);
     }
     // A write that failed or ended unknown: the local copies may now differ from the shared truth.
     return expectingOperator(op, feed, (path) => this.#handle(keyReport(path)));
@@ -198,8 +193,13 @@ export class Coherence implements ChangeSink {
       origin: this.origin,
       connected: this.#connected,
       outbox: this.#outbox?.stats,
-      counts: { ...this.#counts, droppedKeys: this.#copies.dropped, resyncs: this.#resyncer.resyncs },
-      origins: this.#seen.size,
+      counts: {
+        ...this.#counts,
+        received: this.#messages.received,
+        droppedKeys: this.#copies.dropped,
+        resyncs: this.#resyncer.resyncs,
+      },
+      origins: this.#messages.origins,
       distrusted: this.#ranking.all.filter((t) => this.#ranking.distrusted(t)).map((t) => t.name),
       lease: this.#lease?.snapshot(),
       boundMs: this.boundMs,
@@ -223,7 +223,7 @@ export class Coherence implements ChangeSink {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    clearInterval(this.#pruneTimer);
+    this.#messages.close();
     this.#resyncer.close();
     await this.#outbox?.close();
     for (const live of this.#liveness.values()) live.stop();
@@ -234,10 +234,37 @@ export class Coherence implements ChangeSink {
     this.#lease?.close();
   }
 
+  #startListener(p: Planned, onUp: () => void): void {
+    this.#planned.push(p);
+    const live = new Liveness(
+      p.listener,
+      this.#config.heartbeatMs,
+      () => this.#proved(),
+      (r) => this.#silent(p, r),
+    );
+    this.#liveness.set(p, live);
+    p.listener.start(this.#events(p, onUp));
+  }
+
+  /** Listens to a feed found after start-up; until its listener is up and the local tiers resynced, they step aside. */
+  async #listenTo(feed: Feed): Promise<void> {
+    try {
+      const planned = await planListeners(undefined, [feed], this.#logger);
+      if (this.#closed) return;
+      for (const p of planned) this.#startListener(p, () => {});
+      this.#gap(`profile "${feed.tier}" opened: its changes are heard from now on`);
+    } catch (err) {
+      this.#logger.error({ profile: feed.tier, err }, "coherence bus: cannot listen to a profile's changes");
+      this.#gap(`profile "${feed.tier}": cannot listen to its changes`);
+    }
+  }
+
   #events(p: Planned, upCallback: () => void): ListenerEvents {
     return {
       message: (channel, payload) => {
-        if (p.bus && channel === this.#config.channel) this.#receive(payload);
+        if (p.bus && channel === this.#config.channel) {
+          this.#messages.receive(payload, this.#planned.filter((x) => x.bus).length === 1);
+        }
         const feed = p.channels.get(channel);
         if (feed) this.#handle(this.#report(feed, payload), feed);
       },
@@ -268,7 +295,7 @@ export class Coherence implements ChangeSink {
         }
         this.#up.add(p);
         // Messages were missed while it was down (the resync covers them): numbering starts over.
-        if (p.bus) this.#seen.clear();
+        if (p.bus) this.#messages.forget();
         if (busChannel.hasSubscribers) busChannel.publish({ event: "connected", origin: this.origin });
         this.#logger.info({ listener: p.listener.description }, "coherence bus: listening");
         this.#liveness.get(p)?.up();
@@ -282,7 +309,12 @@ export class Coherence implements ChangeSink {
   /** What the server's report of `raw` asks for. */
   #report(feed: Feed, raw: string): Report {
     this.#counts.serverReports++;
-    return feed.reported(raw);
+    const r = feed.reported(raw);
+    if (busChannel.hasSubscribers) {
+      const what = r === undefined ? "own" : "dropAll" in r ? "all" : r.quiet ? "own delete" : "drop";
+      busChannel.publish({ event: "report", origin: this.origin, profile: feed.tier, key: raw, outcome: what });
+    }
+    return r;
   }
 
   /** Drops what a report names (`feed`: the server's report; none: this instance's failed write). */
@@ -339,42 +371,6 @@ export class Coherence implements ChangeSink {
     this.#logger.warn({ listener: p.listener.description, reason }, "coherence bus: listener replaced");
   }
 
-  #receive(payload: string): void {
-    let m: BusMessage;
-    try {
-      m = decodeMessage(payload);
-    } catch (err) {
-      this.#gap((err as Error).message);
-      return;
-    }
-    if (m.origin === this.origin || m.op === "heartbeat") return;
-    // One bus listener: each origin's messages arrive in order, once. Several (a cluster's masters): each copy.
-    const single = this.#planned.filter((p) => p.bus).length === 1;
-    const last = this.#seen.get(m.origin)?.seq;
-    if (single && last !== undefined && m.seq <= last) return;
-    this.#seen.set(m.origin, { seq: Math.max(m.seq, last ?? 0), at: Date.now() });
-    this.#counts.received++;
-    const keys = m.keys.filter((k) => {
-      try {
-        validateKey(k);
-        return true;
-      } catch {
-        return false;
-      }
-    });
-    if (busChannel.hasSubscribers) {
-      busChannel.publish({ event: "received", origin: this.origin, from: m.origin, op: m.op, keys, seq: m.seq });
-    }
-    if (keys.length < m.keys.length) this.#gap(`a message from ${m.origin} named keys that are not valid`);
-    if (m.op === "clear") this.#copies.clear(m.prefix ?? "", this.#local);
-    else for (const key of keys) this.#copies.drop(key, this.#local);
-    if (single && last !== undefined && m.seq > last + 1)
-      this.#gap(`missed ${m.seq - last - 1} message(s) from ${m.origin}`);
-    const change: RemoteChange = { op: m.op, keys, origin: m.origin, source: "bus" };
-    if (m.prefix !== undefined) change.prefix = m.prefix;
-    this.#copies.tell(change);
-  }
-
   /** Anything may have changed elsewhere: local tiers leave the read path, write-backs in flight are dropped. */
   #gap(reason: string): void {
     if (this.#closed) return;
@@ -390,10 +386,5 @@ export class Coherence implements ChangeSink {
   /** What a resync checks to know it still counts: open, every listener up, no gap since it started. */
   #current(): () => boolean {
     return () => !this.#closed && this.#connected;
-  }
-
-  #prune(): void {
-    const before = Date.now() - PRUNE_MS;
-    for (const [origin, s] of this.#seen) if (s.at < before) this.#seen.delete(origin);
   }
 }
