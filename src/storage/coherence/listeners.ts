@@ -113,7 +113,8 @@ export async function planListeners(
     d.channels.set(channel, feed);
     d.interests.channels.add(channel);
     let warned = false;
-    (d.interests.prepare ??= []).push(async (client) => {
+    d.interests.prepare ??= [];
+    d.interests.prepare.push(async (client) => {
       const outcome = await prepareTrigger(client, s);
       if (outcome.installed) {
         feed.state = { kind: "server", via: `postgresql trigger on "${s.table}"` };
