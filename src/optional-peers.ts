@@ -21,6 +21,7 @@ export interface OptionalPeer {
 /** Every optional peer, by package name. */
 export const OPTIONAL_PEERS = Object.freeze({
   opendal: { version: "0.49.1", neededBy: "the redb, sled, s3 and other OpenDAL schemes" },
+  mysql2: { version: "3", neededBy: "the mysql scheme (MySQL, MariaDB)" },
   "better-sqlite3": { version: "12", neededBy: "sqlite on a runtime without its own SQLite (Node before 22.13)" },
   "zstd-napi": {
     version: "0.0.13",

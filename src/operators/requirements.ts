@@ -34,7 +34,7 @@ export interface RuntimeSupport {
 }
 
 /** Network schemes served by regular dependencies (pure JS clients). */
-const CLIENTS: Readonly<Record<string, string>> = { redis: "ioredis", postgresql: "pg", mysql: "mysql2" };
+const CLIENTS: Readonly<Record<string, string>> = { redis: "ioredis", postgresql: "pg" };
 /** Schemes that need nothing beyond this package and the runtime. */
 const BUILT_IN = new Set(["memory", "dashmap", "fs"]);
 
@@ -55,14 +55,15 @@ function sqliteRequirement(): Requirement {
 
 /**
  * What opening a profile of `scheme` needs here: nothing for memory, dashmap
- * and fs; the runtime's SQLite (or better-sqlite3) for sqlite; ioredis, pg or
- * mysql2 (dependencies) for redis, postgresql and mysql; `opendal` (an
- * optional peer) for every other scheme.
+ * and fs; the runtime's SQLite (or better-sqlite3) for sqlite; ioredis or pg
+ * (dependencies) for redis and postgresql; mysql2 (an optional peer) for
+ * mysql; `opendal` (an optional peer) for every other scheme.
  */
 export function schemeRequirements(scheme: string): Requirement[] {
   const s = scheme.toLowerCase();
   if (BUILT_IN.has(s)) return [];
   if (s === "sqlite") return [sqliteRequirement()];
+  if (s === "mysql") return [peer("mysql2")];
   const client = CLIENTS[s];
   if (client) return [{ module: client, source: "dependency", installed: true }];
   return [peer("opendal")];
