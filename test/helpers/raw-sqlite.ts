@@ -1,9 +1,22 @@
 /**
  * Raw access to a SQLite file for tests, straight on the runtime's `node:sqlite`
  * (not through the library's driver): what the library wrote is checked by an
- * independent reader. Shaped like the part of better-sqlite3 the tests used.
+ * independent reader. Shaped like the part of better-sqlite3 the tests used;
+ * on a runtime without `node:sqlite` (Node 20, CI's fallback leg) it is
+ * better-sqlite3 itself.
  */
-import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+import { createRequire } from "node:module";
+import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite";
+
+const require = createRequire(import.meta.url);
+type Sqlite = { DatabaseSync: typeof DatabaseSync };
+const sqlite: Sqlite | undefined = (() => {
+  try {
+    return require("node:sqlite") as Sqlite;
+  } catch {
+    return undefined;
+  }
+})();
 
 /** A prepared statement; `pluck()` makes `get` / `all` return the first column. */
 export interface RawStatement {
@@ -26,9 +39,14 @@ function statement(s: StatementSync, pluck: boolean): RawStatement {
 
 /** A database file opened with node:sqlite (read-only when asked; the file must exist then). */
 export class RawSqlite {
-  readonly #db: DatabaseSync;
+  readonly #db!: DatabaseSync;
   constructor(file: string, options: { readonly?: boolean } = {}) {
-    this.#db = new DatabaseSync(file, { readOnly: options.readonly === true });
+    if (!sqlite) {
+      const Better = require("better-sqlite3") as new (f: string, o: object) => RawSqlite;
+      // biome-ignore lint/correctness/noConstructorReturn: better-sqlite3's Database has this class's shape.
+      return new Better(file, { readonly: options.readonly === true, fileMustExist: options.readonly === true });
+    }
+    this.#db = new sqlite.DatabaseSync(file, { readOnly: options.readonly === true });
   }
   prepare(sql: string): RawStatement {
     return statement(this.#db.prepare(sql), false);

@@ -48,6 +48,8 @@ interface BunStatement {
   run(...p: SqliteParam[]): unknown;
 }
 interface BetterStatement {
+  /** Whether it returns rows. */
+  readonly reader: boolean;
   pluck(): BetterStatement;
   raw(): BetterStatement;
   get(...p: SqliteParam[]): unknown;
@@ -198,7 +200,13 @@ function betterDatabase(db: AnyDb<BetterStatement>): SqliteDatabase {
       const s = db.prepare(sql).raw();
       return (...p) => s.all(...p);
     },
-    pragma: (text) => db.prepare(`PRAGMA ${text}`).pluck().get(),
+    pragma(text) {
+      // better-sqlite3 refuses pluck() on a statement that returns no row (`synchronous = NORMAL`).
+      const s = db.prepare(`PRAGMA ${text}`);
+      if (s.reader) return s.pluck().get();
+      s.run();
+      return undefined;
+    },
     ...common(db),
     column(sql) {
       const s = db.prepare(sql).pluck();
