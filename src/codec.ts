@@ -248,7 +248,7 @@ function inflate(src: Uint8Array, limit: number): Uint8Array {
   const parts: Uint8Array[] = [];
   let total = 0;
   for (const f of frames) {
-    const part = engine.decompressFrame(src.subarray(f.start, f.end), limit - total);
+    const part = engine.decompressFrame(src.subarray(f.start, f.end), limit - total, f.contentSize);
     total += part.length;
     parts.push(part);
   }
