@@ -7,7 +7,7 @@
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import type BetterSqlite3 from "better-sqlite3";
+import { rawSqlite } from "./_raw-sqlite.js";
 
 const require = createRequire(import.meta.url);
 const [mode, dir = ".", nArg = "0"] = process.argv.slice(2);
@@ -21,15 +21,6 @@ function settings(d: string) {
       redb: { type: "redb", datadir: join(d, "terraphim.redb"), table: "terraphim" },
     },
   };
-}
-
-function openRawSqlite(file: string) {
-  const Database = require("better-sqlite3") as typeof BetterSqlite3;
-  const db = new Database(file);
-  db.pragma("journal_mode = WAL");
-  db.pragma("synchronous = NORMAL");
-  db.exec("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB)");
-  return db;
 }
 
 async function startupOurs() {
@@ -48,12 +39,12 @@ async function startupOurs() {
 async function startupRaw() {
   const t0 = performance.now();
   const map = new Map<string, Uint8Array>();
-  const db = openRawSqlite(join(dir, "raw.db"));
+  const db = rawSqlite(join(dir, "raw.db"));
   const { Operator } = require("opendal") as typeof import("opendal");
   const redb = new Operator("redb", { datadir: join(dir, "raw.redb"), table: "terraphim" });
   // One call each, so a lazily opened backend has really opened its file.
   map.set("x", new Uint8Array(1));
-  db.prepare("SELECT value FROM kv WHERE key = ?").get("x");
+  db.get.get("x");
   await redb.exists("x");
   const ms = performance.now() - t0;
   db.close();
@@ -76,13 +67,10 @@ async function rss(ours: boolean) {
     close = () => storage.close();
   } else {
     const map = new Map<string, string>();
-    const db = openRawSqlite(join(dir, "raw.db"));
-    const put = db.prepare(
-      "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-    );
+    const db = rawSqlite(join(dir, "raw.db"));
     save = (i) => {
       const text = JSON.stringify(docData(i));
-      put.run(docKey(i), text);
+      db.put.run(docKey(i), text);
       map.set(docKey(i), text);
     };
     close = () => db.close();

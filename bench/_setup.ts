@@ -2,17 +2,13 @@
  * The two-tier setup every scenario shares (memory over SQLite in WAL mode
  * with `synchronous=NORMAL`), ours and raw, plus what scenarios pass around.
  */
-import { createRequire } from "node:module";
 import { join } from "node:path";
-import type BetterSqlite3 from "better-sqlite3";
 import { consoleLogger, silentLogger } from "../src/logger.js";
 import { memoryOperator } from "../src/operators/drivers/memory.js";
 import { sqliteOperator } from "../src/operators/drivers/sqlite.js";
 import type { Operator } from "../src/operators/types.js";
 import { DeviceStorage } from "../src/storage/device-storage.js";
 import type { Row } from "./_harness.js";
-
-const require = createRequire(import.meta.url);
 
 /** What each scenario gets. */
 export interface Context {
@@ -58,27 +54,7 @@ export async function openOurs(ctx: Context, name: string, tiers: "memory+sqlite
   return { storage, memory, sqlite } satisfies Ours;
 }
 
-/** The raw floor: better-sqlite3 with the same pragmas, statements prepared once, an UPSERT. */
-export interface RawSqlite {
-  db: BetterSqlite3.Database;
-  /** `INSERT ... ON CONFLICT(key) DO UPDATE SET value = excluded.value` */
-  put: BetterSqlite3.Statement<[string, string | Buffer]>;
-  /** `SELECT value FROM kv WHERE key = ?`, plucked. */
-  get: BetterSqlite3.Statement<[string], string>;
-}
-
-export function rawSqlite(file: string): RawSqlite {
-  const Database = require("better-sqlite3") as typeof BetterSqlite3;
-  const db = new Database(file);
-  db.pragma("journal_mode = WAL");
-  db.pragma("synchronous = NORMAL");
-  db.exec("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB)");
-  const put = db.prepare<[string, string | Buffer]>(
-    "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-  );
-  const get = db.prepare<[string], string>("SELECT value FROM kv WHERE key = ?").pluck();
-  return { db, put, get };
-}
+export { type RawSqlite, rawSqlite } from "./_raw-sqlite.js";
 
 /**
  * Somewhere results go so the JIT cannot drop the work that made them.

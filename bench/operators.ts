@@ -4,7 +4,7 @@
  *
  *   npm run bench:operators            # prints a table, writes bench/results-operators.json
  *
- * Pairs: memory vs Map, sqlite vs better-sqlite3 (same pragmas, prepared
+ * Pairs: memory vs Map, sqlite vs the runtime's SQLite library (same pragmas, prepared
  * UPSERT), fs vs node:fs (our atomic write fsyncs; the raw baseline shows both
  * a plain and an fsync+rename write), redb vs OpenDAL direct.
  */
@@ -27,6 +27,7 @@ import { join } from "node:path";
 import { Bench } from "tinybench";
 import { createOperator } from "../src/operators/index.js";
 import type { Operator } from "../src/operators/types.js";
+import { rawSqlite } from "./_raw-sqlite.js";
 
 const require = createRequire(import.meta.url);
 const VALUE = randomBytes(1024);
@@ -105,24 +106,17 @@ console.log(`1 KiB values, tinybench ${time} ms per task, Node ${process.version
   );
 }
 
-// sqlite vs better-sqlite3
+// sqlite vs the runtime's SQLite library used directly
 {
   const op = await createOperator("sqlite", { datadir: join(dir, "ours") });
   await fill(op);
-  const Database = require("better-sqlite3");
-  const db = new Database(join(dir, "raw.db"));
-  db.pragma("journal_mode = WAL");
-  db.pragma("synchronous = NORMAL");
-  db.exec("CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB)");
-  const put = db.prepare(
-    "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-  );
-  const get = db.prepare("SELECT value FROM kv WHERE key = ?").pluck();
+  const raw = rawSqlite(join(dir, "raw.db"));
+  const { put, get } = raw;
   for (const k of KEYS) put.run(k, VALUE);
   await pair(
     "sqlite readSync",
     ["sqlite.readSync", () => op.readSync!(nextKey())],
-    ["better-sqlite3 SELECT", () => get.get(nextKey())],
+    [`${raw.driver} SELECT`, () => get.get(nextKey())],
   );
   await pair(
     "sqlite read (async)",
@@ -135,7 +129,7 @@ console.log(`1 KiB values, tinybench ${time} ms per task, Node ${process.version
     ["await UPSERT", async () => put.run(nextKey(), VALUE)],
   );
   await op.close();
-  db.close();
+  raw.close();
 }
 
 // fs vs node:fs

@@ -8,13 +8,13 @@
  * - on read, bytes that start with `ZSTD` and are longer than 4 are
  *   decompressed; anything else is used as-is.
  *
- * Small values take a copy-free path and never load the zstd native binding.
+ * Small values take a copy-free path and never load the zstd library.
  *
  * @module
  */
 
-import { createRequire } from "node:module";
-import type * as ZstdBinding from "zstd-napi/binding.js";
+import { InflateLimitError, zstdEngine } from "./_zstd-engine.js";
+import { zstdFrames } from "./_zstd-frames.js";
 import { DeserializeError, PersistenceError } from "./errors.js";
 import type { StoredValue } from "./operators/types.js";
 
@@ -56,42 +56,6 @@ const utf8Encoder = new TextEncoder();
 // fatal: invalid UTF-8 is an error, as it is for serde_json, not silently U+FFFD.
 const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
 
-// Grow output chunks up to this size when a frame does not declare its content size.
-const MAX_CHUNK = 256 * 1024 * 1024;
-
-let zstdBinding: typeof ZstdBinding | undefined;
-let cctx: ZstdBinding.CCtx | undefined;
-let dctx: ZstdBinding.DCtx | undefined;
-
-/** Loads the native zstd binding on first use, so small values never pay for it. */
-function zstd(): typeof ZstdBinding {
-  if (zstdBinding === undefined) {
-    try {
-      zstdBinding = createRequire(import.meta.url)("zstd-napi/binding") as typeof ZstdBinding;
-    } catch (cause) {
-      throw new PersistenceError("Cannot load the zstd-napi native binding, needed for values of 1 MiB or more", {
-        cause,
-      });
-    }
-  }
-  return zstdBinding;
-}
-
-/** The shared compression context: level 3 with a content checksum, like Rust's `zstd::Encoder`. */
-function compressor(z: typeof ZstdBinding): ZstdBinding.CCtx {
-  if (cctx === undefined) {
-    const c = new z.CCtx();
-    c.setParameter(z.CParameter.compressionLevel, COMPRESSION_LEVEL);
-    // Frames written by the Rust crate carry an xxhash64 checksum, so corruption is caught on read; ours do too.
-    c.setParameter(z.CParameter.checksumFlag, 1);
-    cctx = c;
-  }
-  return cctx;
-}
-
-/** Thrown by {@link inflate} when the output would pass the limit; distinct from a corrupt frame. */
-class InflateLimitError extends Error {}
-
 /**
  * Whether `bytes` carry the compressed-value header: they start with `ZSTD`
  * and are longer than 4 bytes (exactly `ZSTD` is an ordinary value).
@@ -108,25 +72,20 @@ export function isCompressed(bytes: Uint8Array): boolean {
  */
 export function maybeCompress(bytes: Uint8Array): Uint8Array {
   if (bytes.length < COMPRESSION_THRESHOLD) return bytes;
-  let stored: number;
-  let out: Uint8Array;
+  let frame: Uint8Array;
   try {
-    const z = zstd();
-    out = new Uint8Array(ZSTD_MAGIC.length + z.compressBound(bytes.length));
-    stored = ZSTD_MAGIC.length + compressor(z).compress2(out.subarray(ZSTD_MAGIC.length), bytes);
+    frame = zstdEngine().compress(bytes, COMPRESSION_LEVEL);
   } catch {
     // Rust: "Compression failed, using raw data".
     return bytes;
   }
   // Rust compares the bare frame with the input; we count the 4-byte header too,
   // so a stored value is never larger than the JSON. Both sides read either form.
-  if (stored >= bytes.length) return bytes;
-  out[0] = 0x5a;
-  out[1] = 0x53;
-  out[2] = 0x54;
-  out[3] = 0x44;
-  // Copy out of the compressBound-sized buffer so the result holds no slack.
-  return out.slice(0, stored);
+  if (ZSTD_MAGIC.length + frame.length >= bytes.length) return bytes;
+  const out = new Uint8Array(ZSTD_MAGIC.length + frame.length);
+  out.set(ZSTD_MAGIC);
+  out.set(frame, ZSTD_MAGIC.length);
+  return out;
 }
 
 /**
@@ -143,9 +102,8 @@ export function maybeCompress(bytes: Uint8Array): Uint8Array {
 export function maybeDecompress(bytes: Uint8Array, options?: DecompressOptions): Uint8Array {
   if (!isCompressed(bytes)) return bytes;
   const limit = checkLimit(options?.maxDecompressedBytes);
-  const z = zstd();
   try {
-    return inflate(z, bytes.subarray(4), limit);
+    return inflate(bytes.subarray(4), limit);
   } catch (error) {
     if (error instanceof InflateLimitError) throw limitError(error, {});
     return bytes;
@@ -246,9 +204,8 @@ export function decodeJson(bytes: Uint8Array, context: CodecContext & Decompress
   let raw = bytes;
   if (isCompressed(bytes)) {
     const limit = checkLimit(context.maxDecompressedBytes);
-    const z = zstd();
     try {
-      raw = inflate(z, bytes.subarray(4), limit);
+      raw = inflate(bytes.subarray(4), limit);
     } catch (error) {
       if (error instanceof InflateLimitError) throw limitError(error, ctx);
       // maybeDecompress would hand back the raw bytes here, and "ZSTD..." is
@@ -279,54 +236,24 @@ function notJson(ctx: CodecContext, cause: unknown): DeserializeError {
 
 /**
  * Decompresses every zstd frame in `src` into at most `limit` bytes.
- * Throws the binding's error on a corrupt or truncated stream and
+ * Throws on a corrupt, truncated or trailing-garbage stream and
  * {@link InflateLimitError} when the output would pass `limit`.
  */
-function inflate(z: typeof ZstdBinding, src: Uint8Array, limit: number): Uint8Array {
-  dctx ??= new z.DCtx();
-  // A previous call may have thrown mid-frame.
-  dctx.reset(z.ResetDirective.sessionOnly);
-
-  let declared: number | null = null;
-  try {
-    declared = z.getFrameContentSize(src);
-  } catch {
-    // Not a parsable header: decompressStream below reports the real error.
-  }
-  if (declared !== null && declared > limit) {
-    throw new InflateLimitError(`its frame header declares ${declared} bytes`);
-  }
-
-  const chunks: Uint8Array[] = [];
+function inflate(src: Uint8Array, limit: number): Uint8Array {
+  const frames = zstdFrames(src, (declared) => {
+    if (declared !== null && declared > limit)
+      throw new InflateLimitError(`its frame header declares ${declared} bytes`);
+  });
+  const engine = zstdEngine();
+  const parts: Uint8Array[] = [];
   let total = 0;
-  let input = src;
-  // Frames written by Rust's streaming encoder do not declare their size: guess, then grow.
-  let next = declared !== null && declared > 0 ? declared : Math.max(z.dStreamOutSize(), src.length * 4);
-  for (;;) {
-    // One byte of room past the limit is how an over-long output is noticed.
-    const out = Buffer.allocUnsafe(Math.min(next, limit - total + 1));
-    const [remaining, produced, consumed] = dctx.decompressStream(out, input);
-    input = input.subarray(consumed);
-    total += produced;
-    if (produced > 0) chunks.push(produced === out.length ? out : out.subarray(0, produced));
-    if (total > limit) throw new InflateLimitError(`it inflates past ${limit} bytes`);
-    if (input.length === 0) {
-      if (remaining === 0) break; // last frame complete and flushed
-      if (produced < out.length) throw new Error("truncated zstd frame (input ended mid-frame)");
-    } else if (produced === 0 && consumed === 0) {
-      throw new Error("zstd decoder made no progress");
-    }
-    next = Math.min(Math.max(z.dStreamOutSize(), total), MAX_CHUNK);
+  for (const f of frames) {
+    const part = engine.decompressFrame(src.subarray(f.start, f.end), limit - total, f.contentSize);
+    total += part.length;
+    parts.push(part);
   }
-
-  if (chunks.length === 0) return new Uint8Array(0);
-  if (chunks.length === 1) {
-    const only = chunks[0]!;
-    // Do not pin a mostly-empty guessed buffer for the value's lifetime
-    // (new Uint8Array copies; Buffer#slice would not).
-    return only.byteLength * 2 < only.buffer.byteLength ? new Uint8Array(only) : only;
-  }
-  return Buffer.concat(chunks, total);
+  if (parts.length === 1) return parts[0]!;
+  return parts.length === 0 ? new Uint8Array(0) : Buffer.concat(parts, total);
 }
 
 function checkLimit(limit: number | undefined): number {

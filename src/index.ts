@@ -39,6 +39,12 @@ export { type FsOperatorOptions, fsOperator } from "./operators/drivers/fs.js";
 export { type MemoryOperatorOptions, memoryOperator } from "./operators/drivers/memory.js";
 export { type SqliteOperatorOptions, sqliteOperator } from "./operators/drivers/sqlite.js";
 export { type CreateOperatorContext, createOperator, NATIVE_SCHEMES } from "./operators/index.js";
+export {
+  type Requirement,
+  type RuntimeSupport,
+  runtimeSupport,
+  schemeRequirements,
+} from "./operators/requirements.js";
 export type {
   ChangeFeedSource,
   Operator,
@@ -60,6 +66,8 @@ export {
   seededRandom,
 } from "./operators/wrappers/chaos.js";
 export { parseSize, type QuotaOptions, quotaOperator } from "./operators/wrappers/quota.js";
+export { OPTIONAL_PEERS, type OptionalPeer, type OptionalPeerName } from "./optional-peers.js";
 export { Persistable, type PersistableClass, schemaDecoder } from "./persistable.js";
+export { RUNTIME, type RuntimeInfo, type RuntimeName } from "./runtime.js";
 export * from "./settings/index.js";
 export * from "./storage/index.js";

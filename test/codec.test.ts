@@ -1,7 +1,10 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as zlib from "node:zlib";
 import { describe, expect, it } from "vitest";
-import { compress as zstdCompress } from "zstd-napi";
 import {
   COMPRESSION_THRESHOLD,
   DEFAULT_MAX_DECOMPRESSED_BYTES,
@@ -22,6 +25,29 @@ function compressible(n: number): Uint8Array {
   const out = new Uint8Array(n);
   for (let i = 0; i < n; i += unit.length) out.set(unit.subarray(0, Math.min(unit.length, n - i)), i);
   return out;
+}
+
+/**
+ * A zstd frame written by the runtime's zstd (node:zlib), declaring its content size unless told not
+ * to; where node:zlib has no zstd (Node 20, CI's fallback leg), by the `zstd` CLI.
+ */
+const { constants, zstdCompressSync } = zlib as Partial<typeof zlib> & { constants: typeof zlib.constants };
+
+function zstdCompress(data: Uint8Array, options: { contentSizeFlag?: boolean } = {}): Buffer {
+  if (typeof zstdCompressSync !== "function") {
+    const args = ["-3", "-c", "-q", options.contentSizeFlag === false ? "--no-content-size" : "--content-size"];
+    // Through a file: on stdin the CLI cannot know (and so declare) the size.
+    const file = join(mkdtempSync(join(tmpdir(), "tp-zstd-")), "in");
+    writeFileSync(file, data);
+    return execFileSync("zstd", [...args, file], { maxBuffer: 1 << 30 });
+  }
+  return zstdCompressSync(data, {
+    params: {
+      [constants.ZSTD_c_compressionLevel]: 3,
+      [constants.ZSTD_c_checksumFlag]: 1,
+      [constants.ZSTD_c_contentSizeFlag]: options.contentSizeFlag === false ? 0 : 1,
+    },
+  });
 }
 
 function withMagic(frame: Uint8Array): Uint8Array {

@@ -8,11 +8,11 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { decodeJson, isCompressed, maybeDecompress } from "../src/codec.js";
 import { sqliteOperator } from "../src/operators/drivers/sqlite.js";
 import type { Operator } from "../src/operators/types.js";
+import { RawSqlite } from "./helpers/raw-sqlite.js";
 
 interface Expected {
   sha256_of_json: string;
@@ -65,8 +65,8 @@ describe("Rust SQLite store (compat/rust-sqlite-store)", () => {
     expect(Object.values(expected).some((e) => !e.compressed)).toBe(true);
   });
 
-  it("every raw row decodes to the JSON Rust wrote (better-sqlite3, read-only)", () => {
-    const db = new Database(dbFile, { readonly: true, fileMustExist: true });
+  it("every raw row decodes to the JSON Rust wrote (the runtime's SQLite, read-only)", () => {
+    const db = new RawSqlite(dbFile, { readonly: true });
     try {
       const rows = db.prepare("SELECT key, value FROM terraphim_kv ORDER BY key").all() as {
         key: string;
@@ -94,7 +94,7 @@ describe("Rust SQLite store (compat/rust-sqlite-store)", () => {
   });
 
   it("decodes to the documented shapes", () => {
-    const db = new Database(dbFile, { readonly: true, fileMustExist: true });
+    const db = new RawSqlite(dbFile, { readonly: true });
     try {
       const get = db.prepare("SELECT value FROM terraphim_kv WHERE key = ?").pluck();
       for (const [key, want] of Object.entries(expected)) {

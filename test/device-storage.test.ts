@@ -280,8 +280,8 @@ describe("writes", () => {
     await storage.saveValue("sync.json", { v: 1 });
     expect(text(await storage.ops.get("sqlite")!.op.read("sync.json"))).toBe('{"v":1}');
     // Break the sqlite table behind the operator's back.
-    const Database = (await import("better-sqlite3")).default;
-    const db = new Database(join(dir, "terraphim.db"));
+    const { RawSqlite } = await import("./helpers/raw-sqlite.js");
+    const db = new RawSqlite(join(dir, "terraphim.db"));
     db.exec("DROP TABLE terraphim_kv");
     db.close();
     const err = await storage.saveValue("sync.json", { v: 2 }).catch((e) => e);

@@ -4,10 +4,8 @@
  * `loadDocumentsByIds`), and Document's direct decoder.
  */
 import { mkdtempSync, rmSync } from "node:fs";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type BetterSqlite3 from "better-sqlite3";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { decodeJson, decodeStored, encodeJsonStored } from "../src/codec.js";
@@ -21,9 +19,7 @@ import type { Operator } from "../src/operators/types.js";
 import { quotaOperator } from "../src/operators/wrappers/quota.js";
 import { Persistable } from "../src/persistable.js";
 import { DeviceStorage } from "../src/storage/device-storage.js";
-
-const require = createRequire(import.meta.url);
-const Database = require("better-sqlite3") as typeof BetterSqlite3;
+import { RawSqlite } from "./helpers/raw-sqlite.js";
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -59,14 +55,14 @@ const jsonWith = (bad: number[]) => Buffer.concat([Buffer.from('{"a":"x'), Buffe
 
 /** Writes raw bytes into a sqlite profile's table behind its back (what another program might store). */
 function putRaw(dir: string, key: string, value: Buffer | string) {
-  const db = new Database(join(dir, "terraphim.db"));
+  const db = new RawSqlite(join(dir, "terraphim.db"));
   db.prepare(
     "INSERT INTO terraphim_kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
   ).run(key, value);
   db.close();
 }
 function storedType(dir: string, key: string): { type: string; hex: string } {
-  const db = new Database(join(dir, "terraphim.db"), { readonly: true });
+  const db = new RawSqlite(join(dir, "terraphim.db"), { readonly: true });
   const r = db.prepare("SELECT typeof(value) AS type, hex(value) AS hex FROM terraphim_kv WHERE key = ?").get(key) as {
     type: string;
     hex: string;
@@ -140,7 +136,7 @@ describe("values kept as text", () => {
 
   it("a database in UTF-16 takes the bytes path (SQLite would recode text): values stay UTF-8 BLOBs", async () => {
     const dir = tempDir();
-    const db = new Database(join(dir, "terraphim.db"));
+    const db = new RawSqlite(join(dir, "terraphim.db"));
     db.pragma("encoding = 'UTF-16le'");
     db.exec("CREATE TABLE terraphim_kv (key TEXT PRIMARY KEY, value BLOB)");
     db.close();

@@ -15,6 +15,7 @@ import { spawnSync } from "node:child_process";
 import { closeSync, openSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { maybeCompress, maybeDecompress } from "../../src/codec.js";
+import { runtimeSupport } from "../../src/operators/requirements.js";
 import { bigJson, MiB } from "../_data.js";
 import { compare, type Row, row, type Side } from "../_harness.js";
 import { type Context, sink } from "../_setup.js";
@@ -70,7 +71,7 @@ export async function compression(ctx: Context): Promise<Row[]> {
         rows.push(
           row(
             `5 compress ${mb} MB`,
-            ["maybeCompress (zstd-napi, level 3)", o.opsPerS],
+            [`maybeCompress (${runtimeSupport().zstd.module}, level 3)`, o.opsPerS],
             [`zstd ${flags.join(" ")} (CLI, file -> /dev/null)`, b.opsPerS],
             judged ? { kind: "ratio<=", max: 1.25, text: ">= 80% of CLI throughput (<= 1.25x)" } : undefined,
             `ours ${mbs(o.opsPerS)}, CLI ${mbs(b.opsPerS)}; ${(bytes.length / MiB).toFixed(1)} MiB -> ${ratioText}`,

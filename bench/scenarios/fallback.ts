@@ -118,6 +118,6 @@ export async function fallbackLoad(ctx: Context) {
     );
     await storage.close();
   }
-  raw.db.close();
+  raw.close();
   return rows;
 }

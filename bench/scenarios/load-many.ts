@@ -77,7 +77,7 @@ export async function loadMany(ctx: Context): Promise<Row[]> {
       ),
     );
     await storage.close();
-    raw.db.close();
+    raw.close();
   }
 
   const s3 = await startS3rver();

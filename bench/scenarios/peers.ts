@@ -11,7 +11,7 @@
  *   miss copies the L2 value back into L1.
  * - **cacheable** 2.5.0: its default primary (CacheableMemory through Keyv,
  *   values cloned) + a Keyv 5 secondary over better-sqlite3 (see
- *   `_keyv-better-sqlite3.ts` for why not `@keyv/sqlite`). Sets write both; a
+ *   `_keyv-raw-sqlite.ts` for why not `@keyv/sqlite`). Sets write both; a
  *   miss copies back.
  * - **unstorage** 1.17.6: the `overlay` driver over `memory` + `db0`
  *   (better-sqlite3 connector). **Skips work**: a set writes the memory layer
@@ -21,7 +21,8 @@
 import { join } from "node:path";
 import { docData, docKey } from "../_data.js";
 import { compareMany, type Row, row, type Side } from "../_harness.js";
-import { KeyvBetterSqlite3 } from "../_keyv-better-sqlite3.js";
+import { KeyvRawSqlite } from "../_keyv-raw-sqlite.js";
+import { rawSqliteDriver } from "../_raw-sqlite.js";
 import { type Context, openOurs, sink } from "../_setup.js";
 
 /** One library's two-tier cache, reduced to what the scenario calls. */
@@ -96,7 +97,7 @@ async function bentocache(ctx: Context): Promise<TwoTier> {
 
 async function cacheable(ctx: Context): Promise<TwoTier> {
   const { Cacheable, Keyv, createKeyv } = await import("cacheable");
-  const store = new KeyvBetterSqlite3(join(ctx.dir, "s4-cacheable.db"));
+  const store = new KeyvRawSqlite(join(ctx.dir, "s4-cacheable.db"));
   const cache = new Cacheable({ secondary: new Keyv(store) });
   return {
     name: "cacheable",
@@ -115,13 +116,17 @@ async function unstorage(ctx: Context, bothTiers: boolean): Promise<TwoTier> {
   const { default: memory } = await import("unstorage/drivers/memory");
   const { default: db0Driver } = await import("unstorage/drivers/db0");
   const { createDatabase } = await import("db0");
-  const { default: sqlite } = await import("db0/connectors/better-sqlite3");
+  // db0's connector for the SQLite library ours uses on this runtime.
+  const { default: sqlite } = process.versions.bun
+    ? await import("db0/connectors/bun-sqlite")
+    : rawSqliteDriver() === "node:sqlite"
+      ? await import("db0/connectors/node-sqlite")
+      : await import("db0/connectors/better-sqlite3");
   // db0's driver warns once that it is experimental; that is not a result.
   (globalThis as Record<string, unknown>).__unstorage_db0_experimental_warning__ = true;
   const database = createDatabase(sqlite({ path: join(ctx.dir, `s4-unstorage-${bothTiers ? "both" : "overlay"}.db`) }));
-  const db = (await database.getInstance()) as { pragma(s: string): unknown };
-  db.pragma("journal_mode = WAL");
-  db.pragma("synchronous = NORMAL");
+  const db = (await database.getInstance()) as { exec(s: string): unknown };
+  db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL");
   const l2 = db0Driver({ database });
   const l2Storage = createStorage({ driver: l2 });
   const make = () => createStorage({ driver: overlay({ layers: [memory(), l2] }) });
@@ -168,9 +173,12 @@ export async function peers(ctx: Context): Promise<Row[]> {
   const K = ctx.quick ? 500 : 2_000;
   const keys = Array.from({ length: K }, (_, i) => docKey(i));
   const docs = Array.from({ length: K }, (_, i) => docData(i));
+  // bentocache's SQL layer is knex, whose SQLite clients are better-sqlite3 and sqlite3 only.
+  const knexSqlite = rawSqliteDriver() === "better-sqlite3";
+  if (!knexSqlite) ctx.log(`4 peers: bentocache LEFT OUT (knex has no client for ${rawSqliteDriver()})`);
   const libs = [
     await ours(ctx),
-    await bentocache(ctx),
+    ...(knexSqlite ? [await bentocache(ctx)] : []),
     await cacheable(ctx),
     await unstorage(ctx, false),
     await unstorage(ctx, true),

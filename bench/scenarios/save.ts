@@ -45,7 +45,7 @@ export async function save(ctx: Context) {
     { n: ctx.quick ? 1_000 : 10_000, rounds: ctx.quick ? 3 : 21 },
   );
   await storage.close();
-  raw.db.close();
+  raw.close();
   return [
     row(
       "2 save",

@@ -3,7 +3,7 @@
  * and said in plain words, with the fix.
  */
 import { connect } from "node:net";
-import { PersistenceError, SettingsError } from "../index.js";
+import { PersistenceError, type Requirement, SettingsError } from "../index.js";
 import { messageOf } from "./_run.js";
 
 /** One finding of `doctor --json`. */
@@ -20,6 +20,8 @@ export interface Finding {
   detail?: string;
   options?: Record<string, string>;
   ms?: number;
+  /** What the profile needs installed (runtime module, dependency or optional peer) and whether it is. */
+  needs?: Requirement[];
 }
 
 /** Schemes known to work here; OpenDAL may offer more. */

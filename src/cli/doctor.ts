@@ -15,7 +15,10 @@ import {
   type ProfileOptions,
   parseProfileOptions,
   RESERVED_KEY_PREFIX,
+  type Requirement,
   resolveSettingsFile,
+  runtimeSupport,
+  schemeRequirements,
   withTimeout,
 } from "../index.js";
 import { explainOption, explainProfile, explainSettings, explainUnreachable, type Finding } from "./_diagnose.js";
@@ -43,7 +46,11 @@ export function registerDoctor(program: Command): void {
 async function doctor(output: Output, options: GlobalOptions): Promise<number> {
   const file = await resolveSettingsFile(options.settings === undefined ? {} : { path: options.settings });
   const findings: Finding[] = [];
-  const report = (code: number) => {
+  const report = (exitCode: number) => {
+    let code = exitCode;
+    const runtime = runtimeFinding();
+    findings.push(runtime);
+    if (!runtime.ok) code = 1;
     const broken = findings.filter((f) => !f.ok).length;
     output.result({ settings: file, ok: broken === 0, findings }, () => [
       `settings: ${file}`,
@@ -92,10 +99,28 @@ async function doctor(output: Output, options: GlobalOptions): Promise<number> {
   return report(findings.some((f) => !f.ok) ? 1 : 0);
 }
 
+/** The runtime, and the libraries the embedded default (sqlite, zstd) uses on it. */
+function runtimeFinding(): Finding {
+  const r = runtimeSupport();
+  const missing = [r.sqlite, r.zstd].filter((q) => !q.installed);
+  return {
+    subject: "runtime",
+    ok: missing.length === 0,
+    summary: `${r.runtime} ${r.version}: sqlite on ${needLine(r.sqlite)}, zstd on ${needLine(r.zstd)}`,
+    ...(missing.length > 0 && { fix: missing.map((q) => q.install).join(" && ") }),
+  };
+}
+
+function needLine(q: Requirement): string {
+  const what = q.source === "optional peer" ? `${q.module}@${q.version} (optional peer` : `${q.module} (${q.source}`;
+  return `${what}${q.installed ? "" : `, NOT INSTALLED: ${q.install}`})`;
+}
+
 function findingLines(f: Finding): string[] {
   const head = `${f.ok ? "  ok  " : "  FAIL"}  ${f.subject}${f.scheme ? ` (${f.scheme})` : ""}: ${f.summary}`;
-  if (f.ok) return [head];
-  const lines = [head];
+  const needs = f.needs?.length ? [`        needs: ${f.needs.map(needLine).join(", ")}`] : [];
+  if (f.ok) return [head, ...needs];
+  const lines = [head, ...needs];
   if (f.fix) lines.push(`        fix: ${f.fix}`);
   if (f.detail && f.detail !== f.summary) lines.push(`        error: ${f.detail}`);
   if (f.options) lines.push(`        options: ${formatOptions(f.options)}`);
@@ -109,7 +134,8 @@ function findingLines(f: Finding): string[] {
  */
 async function checkProfile(name: string, profile: Readonly<Record<string, string>>): Promise<Finding> {
   const scheme = profile.type ?? "";
-  const base = { subject: name, scheme, options: redactOptions(profile) };
+  const needs = scheme ? schemeRequirements(scheme) : [];
+  const base = { subject: name, scheme, options: redactOptions(profile), needs };
   let parsed: ProfileOptions;
   try {
     parsed = parseProfileOptions(name, profile);
@@ -147,12 +173,23 @@ async function checkProfile(name: string, profile: Readonly<Record<string, strin
     return {
       subject: name,
       scheme,
+      needs,
       ok: true,
       summary: `write, read${listed || " (cannot list keys)"} and delete work (${formatDuration(ms)})${durability}`,
       ms: Math.round(ms),
     };
   } catch (err) {
     if (op && stage !== "write" && stage !== "open") await op.delete(key).catch(() => {});
+    const absent = needs.find((q) => !q.installed);
+    if (absent) {
+      return {
+        ...base,
+        ok: false,
+        summary: `needs the ${absent.source} "${absent.module}", which is not installed`,
+        fix: `${absent.install}`,
+        detail: messageOf(err),
+      };
+    }
     const why = (await explainUnreachable(err, name, backend)) ?? explainProfile(err, name, scheme, backend, stage);
     return { ...base, ok: false, ...why, detail: messageOf(err) };
   } finally {

@@ -25,6 +25,7 @@ interface Finding {
   summary: string;
   fix?: string;
   detail?: string;
+  needs?: { module: string; source: string; installed: boolean; install?: string }[];
 }
 
 let s3: S3rverInstance;
@@ -57,6 +58,44 @@ ${s3Profile("s3", s3Options(s3))}
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toMatch(/everything works/);
     expect(r.stdout).toMatch(/ok {4}s3 \(s3\): write, read, list and delete work/);
+  });
+
+  it("lists what each profile needs on this runtime, and the runtime's own SQLite and zstd", async () => {
+    t.writeSettings(`
+[profiles.memory]
+type = "memory"
+
+[profiles.sqlite]
+type = "sqlite"
+datadir = "${t.dataDir}/needs-sqlite"
+
+[profiles.redb]
+type = "redb"
+datadir = "${t.dataDir}/needs.redb"
+table = "t"
+`);
+    const r = await run("doctor", "--json");
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const findings = json<{ findings: Finding[] }>(r).findings;
+    const of = (subject: string) => findings.find((f) => f.subject === subject);
+    expect(of("memory")?.needs).toEqual([]);
+    expect(of("sqlite")?.needs).toEqual([
+      { module: expect.stringMatching(/^(node|bun):sqlite$/), source: "runtime", installed: true },
+    ]);
+    // opendal is a dev dependency here, so installed; the command is what a user without it runs.
+    expect(of("redb")?.needs).toEqual([
+      {
+        module: "opendal",
+        source: "optional peer",
+        installed: true,
+        version: "0.49.1",
+        install: "npm install opendal@0.49.1",
+      },
+    ]);
+    expect(of("runtime")).toMatchObject({ ok: true });
+    expect(of("runtime")?.summary).toMatch(/: sqlite on (node|bun):sqlite \(runtime\), zstd on node:zlib \(runtime\)$/);
+    const text = await run("doctor");
+    expect(text.stdout).toMatch(/needs: opendal@0\.49\.1 \(optional peer\)/);
   });
 
   it("reads a profile's storage options as storage does: quota, retries and ttl_ms work, a bad one is named", async () => {

@@ -1,11 +1,13 @@
 /**
  * The package as users get it: `npm pack`, install the tarball into an empty
- * project (the registry is used for the dependencies; better-sqlite3 and
- * zstd-napi compile from source, a few minutes), run its `bin`, import it
- * at run time, and type-check a `.ts` file that uses it with `tsc`.
+ * project with `--ignore-scripts` (the registry is used for the dependencies;
+ * nothing is compiled: the embedded default runs on the runtime's own SQLite
+ * and zstd), run its `bin`, import it at run time, and type-check a `.ts` file
+ * that uses it with `tsc`. Optional peers (OpenDAL, mysql2, ...) are installed
+ * only by the test that needs them, as a user would.
  */
 import { execFile } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -39,7 +41,7 @@ beforeAll(async () => {
   files = packed.files.map((f) => f.path);
 
   writeFileSync(join(project, "package.json"), JSON.stringify({ name: "tp-consumer", private: true, type: "module" }));
-  await exec("npm", ["install", tarball, "--no-audit", "--no-fund", "--loglevel=error"], {
+  await exec("npm", ["install", tarball, "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"], {
     cwd: project,
     maxBuffer: 64 * 1024 * 1024,
     timeout: 580_000,
@@ -50,6 +52,23 @@ afterAll(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
   t?.cleanup();
 });
+
+/** Bytes of every file under `path` (links not followed). */
+function treeBytes(path: string): number {
+  let total = 0;
+  for (const entry of readdirSync(path, { withFileTypes: true })) {
+    const p = join(path, entry.name);
+    total += entry.isDirectory() ? treeBytes(p) : lstatSync(p).size;
+  }
+  return total;
+}
+
+/** Runs an ES module snippet in the consumer project; its stdout, or `FAILED <stderr>`. */
+const importIn = (code: string) =>
+  exec(process.execPath, ["--input-type=module", "-e", code], { cwd: project, env: t.env, maxBuffer: 1 << 24 }).then(
+    (r) => r.stdout,
+    (e: { stderr: string }) => `FAILED ${e.stderr}`,
+  );
 
 describe("npm package", () => {
   it("holds only what users need", () => {
@@ -78,6 +97,55 @@ describe("npm package", () => {
     const help = await exec(bin, ["--help"], { env: t.env });
     expect(help.stdout).toMatch(/Usage: terraphim-persistence/);
   });
+
+  it("installs small: no native build, node_modules under 10 MB, no optional peer pulled in", () => {
+    const bytes = treeBytes(join(project, "node_modules"));
+    expect(bytes, `node_modules holds ${(bytes / 1e6).toFixed(1)} MB`).toBeLessThan(10 * 1024 * 1024);
+    for (const peer of ["opendal", "better-sqlite3", "zstd-napi", "mysql2", join("@opendal", "lib-linux-x64-gnu")]) {
+      expect(existsSync(join(project, "node_modules", peer)), peer).toBe(false);
+    }
+  });
+
+  it("memory + sqlite + zstd work from the installed package (a 2 MiB value through sqlite after a restart)", async () => {
+    const out = await importIn(
+      `import { DeviceStorage, runtimeSupport, silentLogger } from "terraphim-persistence";
+       const settings = { profiles: { memory: { type: "memory" }, sqlite: { type: "sqlite", datadir: ${JSON.stringify(join(dir, "data"))} } } };
+       const big = { id: "big", text: "terraphim ".repeat(220_000) };
+       let s = await DeviceStorage.fromSettings(settings, { logger: silentLogger });
+       await s.saveValue("document_big.json", big);
+       const raw = await s.profile("sqlite").op.read("document_big.json");
+       await s.close();
+       s = await DeviceStorage.fromSettings(settings, { logger: silentLogger });
+       const r = await s.loadValue("document_big.json");
+       await s.close();
+       const rt = runtimeSupport();
+       console.log(JSON.stringify({ profile: r.profile, same: r.value.text === big.text, head: Buffer.from(raw.subarray(0, 4)).toString(), rawBytes: raw.length, sqlite: rt.sqlite.module, zstd: rt.zstd.module }));`,
+    );
+    expect(out).not.toMatch(/^FAILED/);
+    const r = JSON.parse(out) as Record<string, unknown>;
+    expect(r).toMatchObject({ profile: "sqlite", same: true, head: "ZSTD", zstd: "node:zlib" });
+    expect(r.sqlite).toMatch(/^(node|bun):sqlite$/);
+    expect(r.rawBytes).toBeLessThan(100_000);
+  });
+
+  it("a redb profile without OpenDAL fails naming the install command, and works once it is installed", async () => {
+    const redb = `import { createOperator } from "terraphim-persistence";
+       try {
+         const op = await createOperator("redb", { datadir: ${JSON.stringify(join(dir, "x.redb"))}, table: "t" }, { profile: "local" });
+         await op.write("document_a.json", '{"id":"a"}');
+         console.log("ok " + Buffer.from(await op.read("document_a.json")).toString());
+         await op.close();
+       } catch (e) { console.log(e.code + " " + e.message); }`;
+    const before = await importIn(redb);
+    expect(before).toMatch(/^E_PROFILE profile "local": scheme "redb" needs the optional package "opendal"/);
+    expect(before).toContain("`npm install opendal@0.49.1`");
+    await exec("npm", ["install", "opendal@0.49.1", "--no-audit", "--no-fund", "--loglevel=error"], {
+      cwd: project,
+      maxBuffer: 64 * 1024 * 1024,
+      timeout: 300_000,
+    });
+    expect(await importIn(redb)).toBe('ok {"id":"a"}\n');
+  }, 320_000);
 
   it("imports at run time", async () => {
     const { stdout } = await exec(
@@ -163,11 +231,6 @@ await storage.close();
     }
     // The subpaths resolve (the exports map). The Keyv store needs nothing of keyv at run time (types
     // only); the others name the missing peer.
-    const importIn = (code: string) =>
-      exec(process.execPath, ["--input-type=module", "-e", code], { cwd: project, env: t.env }).then(
-        (r) => r.stdout,
-        (e: { stderr: string }) => `FAILED ${e.stderr}`,
-      );
     expect(await importIn('await import("terraphim-persistence/keyv"); console.log("ok")')).toBe("ok\n");
     expect(await importIn('await import("terraphim-persistence/unstorage")')).toMatch(/FAILED[\s\S]*'unstorage'/);
     expect(await importIn('await import("terraphim-persistence/otel")')).toMatch(/FAILED[\s\S]*'@opentelemetry\/api'/);

@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { InvalidKeyError, ProfileError } from "../../src/errors.js";
 import { createOperator } from "../../src/operators/index.js";
 import { describeOperatorConformance } from "../conformance/index.js";
+import { RawSqlite } from "../helpers/raw-sqlite.js";
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -55,13 +56,12 @@ describe("sqlite", () => {
       table: "my_kv",
     });
     await op.write("document_a.json", '{"id":"a"}');
-    const Database = (await import("better-sqlite3")).default;
     // WAL while open, as the Rust crate sets it.
-    const live = new Database(`${dir}/x.db`, { readonly: true });
+    const live = new RawSqlite(`${dir}/x.db`, { readonly: true });
     expect(live.pragma("journal_mode", { simple: true })).toBe("wal");
     live.close();
     await op.close();
-    const db = new Database(`${dir}/x.db`, { readonly: true });
+    const db = new RawSqlite(`${dir}/x.db`, { readonly: true });
     const cols = db.prepare("PRAGMA table_info(my_kv)").all() as { name: string; type: string; pk: number }[];
     expect(cols.map((c) => [c.name, c.type, c.pk])).toEqual([
       ["key", "TEXT", 1],
@@ -72,10 +72,10 @@ describe("sqlite", () => {
     expect(existsSync(`${dir}/x.db-wal`) || existsSync(`${dir}/x.db-shm`)).toBe(false);
     const row = db.prepare("SELECT typeof(value) t, value FROM my_kv WHERE key = ?").get("document_a.json") as {
       t: string;
-      value: Buffer;
+      value: Uint8Array;
     };
     expect(row.t).toBe("blob");
-    expect(row.value.toString()).toBe('{"id":"a"}');
+    expect(Buffer.from(row.value).toString()).toBe('{"id":"a"}');
     db.close();
   });
 
@@ -84,9 +84,10 @@ describe("sqlite", () => {
     const op = await createOperator("sqlite", { datadir: dir });
     await op.write("k", "v");
     await op.close();
-    const Database = (await import("better-sqlite3")).default;
-    const db = new Database(join(dir, "terraphim.db"), { readonly: true });
-    expect(db.prepare("SELECT value FROM terraphim_kv WHERE key='k'").pluck().get()!.toString()).toBe("v");
+    const db = new RawSqlite(join(dir, "terraphim.db"), { readonly: true });
+    expect(
+      Buffer.from(db.prepare("SELECT value FROM terraphim_kv WHERE key='k'").pluck().get() as Uint8Array).toString(),
+    ).toBe("v");
     db.close();
   });
 

@@ -9,7 +9,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import BetterSqlite3 from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { maybeCompress } from "../../src/codec.js";
 import {
@@ -27,6 +26,7 @@ import type { Operator } from "../../src/operators/types.js";
 import { seededRandom } from "../../src/operators/wrappers/chaos.js";
 import { loadSettings, parseSettings } from "../../src/settings/index.js";
 import { DeviceStorage } from "../../src/storage/device-storage.js";
+import { RawSqlite } from "../helpers/raw-sqlite.js";
 import { portAnswers, psql, type S3rverInstance, startS3rver } from "../helpers/servers.js";
 import { opSnapshot, readOrUndefined, removeTempDirs, tempDir, treeSnapshot } from "./_util.js";
 
@@ -92,7 +92,7 @@ afterAll(async () => {
 const PROFILES = () => ({ memory, sqlite, fs, redb });
 
 async function snapshot() {
-  const db = new BetterSqlite3(join(dir, "sqlite", "terraphim.db"), { readonly: true, fileMustExist: true });
+  const db = new RawSqlite(join(dir, "sqlite", "terraphim.db"), { readonly: true });
   let tables: string[];
   try {
     tables = (db.prepare("SELECT name FROM sqlite_master ORDER BY name").pluck().all() as string[]).sort();

@@ -9,6 +9,7 @@ import { connect, type Socket } from "node:net";
 import type { ExecuteValues, Pool, PoolOptions } from "mysql2";
 import { BackendError, InvalidKeyError, NotFoundError, ProfileError, registerSecret } from "../../errors.js";
 import { MAX_KEY_BYTES, validateKey, validatePrefix } from "../../keys/index.js";
+import { peerError } from "../../optional-peers.js";
 import type { Operator, StatResult } from "../types.js";
 import { CAUSE, checkTable, fits, type KeyColumn } from "./_mysql-table.js";
 import { assertReachable, networkAddress } from "./_net.js";
@@ -126,10 +127,8 @@ export async function mysqlOperator(options: Record<string, string>, profile = "
   try {
     ({ createPool } = await import("mysql2"));
   } catch (err) {
-    throw new ProfileError(`profile "${profile}": the mysql scheme needs the "mysql2" package, which failed to load`, {
-      profile,
-      cause: redactedCopy(err, CAUSE),
-    });
+    // An optional peer (issue 21): the error names the command that installs it.
+    throw peerError("mysql2", { profile, what: "the mysql scheme" }, redactedCopy(err, CAUSE));
   }
   const openPool = (): PoolHandle<Pool> => {
     const sockets = new Set<Socket>();

@@ -12,6 +12,7 @@ import {
   UnsupportedError,
 } from "../../errors.js";
 import { validateKey, validatePrefix } from "../../keys/index.js";
+import { peerError } from "../../optional-peers.js";
 import type { Operator, OperatorCapabilities, StatResult } from "../types.js";
 import { assertReachable, networkAddress } from "./_net.js";
 import { asBuffer, OpenState, redactedCopy, urlPassword } from "./_shared.js";
@@ -95,6 +96,9 @@ const files = registryHost[REGISTRY];
  * connect within 1.5 s, else a {@link ProfileError} (OpenDAL itself waits
  * ~30 s on a dead server).
  *
+ * `opendal` is an optional peer dependency: without it, opening a profile is a
+ * {@link ProfileError} naming the command that installs it.
+ *
  * @throws ProfileError when the binding cannot be loaded, the options are
  *   invalid, or the server does not answer; LockedError as above.
  * @example
@@ -118,10 +122,8 @@ export async function opendalOperator(
   try {
     binding = await import("opendal");
   } catch (err) {
-    throw new ProfileError(
-      `profile "${profile}": scheme "${scheme}" needs the native "opendal" package (exactly 0.49.1), which failed to load: ${(err as Error)?.message ?? err}`,
-      { profile, cause: err },
-    );
+    // An optional peer: installed by the user whose profiles need it.
+    throw peerError("opendal", { profile, what: `scheme "${scheme}"` }, err);
   }
   const build = () => {
     try {
@@ -235,7 +237,7 @@ function restrictAccess(scheme: string, path: string): void {
     else {
       chmodSync(path, 0o700);
       for (const entry of readdirSync(path, { withFileTypes: true, recursive: true })) {
-        const full = join(entry.parentPath ?? entry.path, entry.name);
+        const full = join(entry.parentPath, entry.name);
         chmodSync(full, entry.isDirectory() ? 0o700 : 0o600);
       }
     }

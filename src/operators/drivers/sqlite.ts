@@ -1,11 +1,10 @@
 import { closeSync, existsSync, mkdirSync, openSync } from "node:fs";
-import { createRequire } from "node:module";
 import { dirname, resolve } from "node:path";
-import type BetterSqlite3 from "better-sqlite3";
-import { BackendError, NotFoundError, ProfileError } from "../../errors.js";
+import { BackendError, NotFoundError, PersistenceError, ProfileError } from "../../errors.js";
 import { validateKey, validatePrefix } from "../../keys/index.js";
 import type { Operator, OperatorCapabilities, StatResult, StoredValue } from "../types.js";
 import { OpenState, toBytes } from "./_shared.js";
+import { openSqliteDatabase, type SqliteDatabase, sqliteErrorCode, withSqliteCode } from "./_sqlite-engine.js";
 
 /** Options of the `sqlite` operator: the keys of a Rust `[profiles.<name>]` sqlite table. */
 export interface SqliteOperatorOptions {
@@ -37,7 +36,6 @@ const CAPABILITIES: OperatorCapabilities = Object.freeze({
 /** Keys per SELECT in readManyStoredSync (measured: 32 reads ~1.6x faster per key than one at a time). */
 const MANY_CHUNK = 32;
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
-const require = createRequire(import.meta.url);
 
 /** Resolves the database file from Rust-style options. Exported for the CLI and tests. */
 export function sqliteFilePath(options: SqliteOperatorOptions, profile = "sqlite"): string {
@@ -58,10 +56,11 @@ export function sqliteFilePath(options: SqliteOperatorOptions, profile = "sqlite
 }
 
 /**
- * A store in one SQLite table, through better-sqlite3 (the only SQLite
- * library this package opens files with: two SQLite copies in one process
- * can break each other's POSIX locks). WAL, `synchronous=NORMAL`, UPSERT
- * writes, statements prepared once.
+ * A store in one SQLite table, through the runtime's own SQLite (`node:sqlite`
+ * on Node 22.13+ and Deno, `bun:sqlite` on Bun; better-sqlite3, an optional
+ * peer, elsewhere): one library per process, since two SQLite copies in one
+ * process can break each other's POSIX locks. WAL, `synchronous=NORMAL`,
+ * UPSERT writes, statements prepared once.
  */
 export function sqliteOperator(options: SqliteOperatorOptions, profile = "sqlite"): Operator {
   const table = options.table?.trim() || "terraphim_kv";
@@ -79,7 +78,7 @@ export function sqliteOperator(options: SqliteOperatorOptions, profile = "sqlite
     );
   }
   const file = sqliteFilePath(options, profile);
-  let db: BetterSqlite3.Database;
+  let db: SqliteDatabase;
   try {
     if (options.datadir?.trim()) mkdirSync(resolve(options.datadir.trim()), { recursive: true, mode: 0o700 });
     if (file !== ":memory:") {
@@ -88,50 +87,50 @@ export function sqliteOperator(options: SqliteOperatorOptions, profile = "sqlite
       // An existing file on a read-only file system is opened read-only (the storage sees why on its first write).
       if (!existsSync(file)) closeSync(openSync(file, "a", 0o600));
     }
-    const Database = require("better-sqlite3") as typeof BetterSqlite3;
-    db = new Database(file, { timeout: busy });
+    db = openSqliteDatabase(file, busy, profile);
     try {
       db.pragma("journal_mode = WAL");
       db.pragma("synchronous = NORMAL");
     } catch (err) {
       // SQLite fell back to a read-only connection (read-only file system, no permission): reads still work.
-      if (!(err as { code?: string }).code?.startsWith("SQLITE_READONLY")) throw err;
+      if (sqliteErrorCode(err) !== "SQLITE_READONLY") throw err;
     }
     db.exec(`CREATE TABLE IF NOT EXISTS ${table} (key TEXT PRIMARY KEY, value BLOB)`);
   } catch (err) {
+    if (err instanceof PersistenceError) throw err;
     throw new ProfileError(`Cannot open sqlite database ${file} for profile "${profile}": ${(err as Error).message}`, {
       profile,
-      cause: err,
+      cause: withSqliteCode(err),
     });
   }
 
-  const sGet = db.prepare(`SELECT value FROM ${table} WHERE key = ?`).pluck();
-  const sLen = db.prepare(`SELECT length(value) FROM ${table} WHERE key = ?`).pluck();
-  const sHas = db.prepare(`SELECT 1 FROM ${table} WHERE key = ?`).pluck();
-  const sPut = db.prepare(
+  const sGet = db.value(`SELECT value FROM ${table} WHERE key = ?`);
+  const sLen = db.value(`SELECT length(value) FROM ${table} WHERE key = ?`);
+  const sHas = db.value(`SELECT 1 FROM ${table} WHERE key = ?`);
+  const sPut = db.run(
     `INSERT INTO ${table} (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`,
   );
   // Text in and out without a UTF-8 pass in JS: SQLite turns text into the same bytes (BLOB, as
   // the Rust crate stores them) and back. Only where the database encoding is UTF-8.
-  const utf8 = db.pragma("encoding", { simple: true }) === "UTF-8";
-  const sGetText = db.prepare(`SELECT CAST(value AS TEXT) FROM ${table} WHERE key = ?`).pluck();
-  const sPutText = db.prepare(
+  const utf8 = db.pragma("encoding") === "UTF-8";
+  const sGetText = db.value(`SELECT CAST(value AS TEXT) FROM ${table} WHERE key = ?`);
+  const sPutText = db.run(
     `INSERT INTO ${table} (key, value) VALUES (?, CAST(? AS BLOB)) ON CONFLICT(key) DO UPDATE SET value = excluded.value`,
   );
-  const sGetMany = db
-    .prepare(`SELECT key, CAST(value AS TEXT) FROM ${table} WHERE key IN (${Array(MANY_CHUNK).fill("?").join(", ")})`)
-    .raw();
-  const sDel = db.prepare(`DELETE FROM ${table} WHERE key = ?`);
-  const sFrom = db.prepare(`SELECT key FROM ${table} WHERE key >= ? ORDER BY key`).pluck();
+  const sGetMany = db.rows(
+    `SELECT key, CAST(value AS TEXT) FROM ${table} WHERE key IN (${Array(MANY_CHUNK).fill("?").join(", ")})`,
+  );
+  const sDel = db.run(`DELETE FROM ${table} WHERE key = ?`);
+  const sFrom = db.column(`SELECT key FROM ${table} WHERE key >= ? ORDER BY key`);
   const state = new OpenState("sqlite");
 
   const fail = (what: string, key: string | undefined, err: unknown): never => {
-    const code = (err as { code?: string }).code ?? "";
+    const code = sqliteErrorCode(err) ?? "";
     throw new BackendError(`sqlite ${what}${key ? ` of "${key}"` : ""} failed in ${file}: ${(err as Error).message}`, {
       profile,
       key,
-      cause: err,
-      transient: code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED"),
+      cause: withSqliteCode(err),
+      transient: code === "SQLITE_BUSY" || code === "SQLITE_LOCKED",
     });
   };
   const run = <T>(what: string, key: string | undefined, fn: () => T): T => {
@@ -146,7 +145,7 @@ export function sqliteOperator(options: SqliteOperatorOptions, profile = "sqlite
     typeof v === "string" ? toBytes(v) : ((v as Uint8Array) ?? new Uint8Array(0));
   const readSync = (path: string): Uint8Array | undefined => {
     validateKey(path, profile);
-    const v = run("read", path, () => sGet.get(path));
+    const v = run("read", path, () => sGet(path));
     return v === undefined ? undefined : asBytes(v);
   };
 
@@ -171,7 +170,7 @@ export function sqliteOperator(options: SqliteOperatorOptions, profile = "sqlite
     state.check(path);
     let text: string | null | undefined;
     try {
-      text = sGetText.get(path) as string | null | undefined;
+      text = sGetText(path) as string | null | undefined;
     } catch (err) {
       return fail("read", path, err);
     }
@@ -194,7 +193,7 @@ export function sqliteOperator(options: SqliteOperatorOptions, profile = "sqlite
       for (let j = 0; j < MANY_CHUNK; j++) args[j] = paths[Math.min(start + j, end - 1)]!;
       let rows: [string, string | null][];
       try {
-        rows = sGetMany.all(...args) as [string, string | null][];
+        rows = sGetMany(...args) as [string, string | null][];
       } catch (err) {
         return fail("read", paths[start], err);
       }
@@ -215,14 +214,14 @@ export function sqliteOperator(options: SqliteOperatorOptions, profile = "sqlite
     if (typeof data === "string" && utf8 && data.isWellFormed()) {
       state.check(path);
       try {
-        sPutText.run(path, data);
+        sPutText(path, data);
       } catch (err) {
         fail("write", path, err);
       }
       return;
     }
     const b = toBytes(data);
-    run("write", path, () => sPut.run(path, Buffer.from(b.buffer, b.byteOffset, b.byteLength)));
+    run("write", path, () => sPut(path, Buffer.from(b.buffer, b.byteOffset, b.byteLength)));
   };
 
   return {
@@ -243,25 +242,25 @@ export function sqliteOperator(options: SqliteOperatorOptions, profile = "sqlite
     },
     async stat(path): Promise<StatResult> {
       validateKey(path, profile);
-      const n = run("stat", path, () => sLen.get(path)) as number | null | undefined;
+      const n = run("stat", path, () => sLen(path)) as number | null | undefined;
       if (n === undefined)
         throw new NotFoundError(`Key "${path}" not found in sqlite ${table}`, { profile, key: path });
       return { contentLength: n ?? 0 };
     },
     async delete(path) {
       validateKey(path, profile);
-      run("delete", path, () => sDel.run(path));
+      run("delete", path, () => sDel(path));
     },
     async exists(path) {
       validateKey(path, profile);
-      return run("exists", path, () => sHas.get(path)) !== undefined;
+      return run("exists", path, () => sHas(path)) !== undefined;
     },
     async list(prefix) {
       const p = validatePrefix(prefix, profile);
       return run("list", undefined, () => {
         // Keys sort by their UTF-8 bytes, so every match follows `p` contiguously.
         const out: string[] = [];
-        for (const k of sFrom.iterate(p) as IterableIterator<string>) {
+        for (const k of sFrom(p) as Iterable<string>) {
           if (!k.startsWith(p)) break;
           out.push(k);
         }
@@ -274,12 +273,10 @@ export function sqliteOperator(options: SqliteOperatorOptions, profile = "sqlite
       // its -shm is gone, so a store on media remounted read-only would be lost to readers. The next
       // read-write open (ours or the Rust crate's) switches it back to WAL. Best effort: while another
       // connection holds the file it stays in WAL, which that connection still serves.
-      if (!db.readonly) {
-        try {
-          db.pragma("journal_mode = DELETE");
-        } catch {
-          // Busy or read-only: the file keeps WAL, as before.
-        }
+      try {
+        db.pragma("journal_mode = DELETE");
+      } catch {
+        // Busy or read-only: the file keeps WAL, as before.
       }
       db.close();
     },
