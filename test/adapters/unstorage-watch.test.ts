@@ -10,12 +10,16 @@ import { createStorage } from "unstorage";
 import { afterAll, describe, expect, it } from "vitest";
 import { terraphimDriver } from "../../src/adapters/unstorage.js";
 import { DeviceStorage, silentLogger } from "../../src/index.js";
+import { deleteRedisKeys } from "../coherence/_gaps-util.js";
 import { POSTGRES, requireServer } from "../helpers/servers.js";
 
 const redisUp = await requireServer("redis (unstorage watch)", "127.0.0.1", 6379);
 const pgUp = await requireServer("postgresql (unstorage watch)", POSTGRES.host, POSTGRES.port);
 const opened: DeviceStorage[] = [];
-afterAll(() => Promise.all(opened.map((s) => s.close())));
+afterAll(async () => {
+  await Promise.all(opened.map((s) => s.close()));
+  await deleteRedisKeys("tp-unwatch-*");
+});
 
 async function eventually(check: () => boolean | Promise<boolean>): Promise<void> {
   const t0 = Date.now();

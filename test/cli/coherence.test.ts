@@ -8,6 +8,7 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DeviceStorage, silentLogger } from "../../src/index.js";
+import { deleteRedisKeys } from "../coherence/_gaps-util.js";
 import { POSTGRES } from "../helpers/servers.js";
 import { type CliEnv, cli, cliEnv, ensureBuilt, json } from "./_helpers.js";
 
@@ -65,6 +66,7 @@ describe.each(["redis", "postgresql"] as const)("CLI on a %s coherence bus", (bu
   }, 30_000);
   afterAll(async () => {
     await s?.app.close();
+    await deleteRedisKeys("cli-coherence-*");
     s?.t.cleanup();
   });
 

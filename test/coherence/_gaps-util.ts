@@ -5,6 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { channel } from "node:diagnostics_channel";
+import { Redis } from "ioredis";
 import { CHANNELS, DeviceStorage, type DeviceStorageOptions, type Logger } from "../../src/index.js";
 import { hasCommand, requireBinaries, requireServer } from "../helpers/servers.js";
 
@@ -107,4 +108,27 @@ export async function serversFor(what: { ownRedis?: boolean; redis?: boolean; po
   if (what.redis) ok &&= await requireServer("coherence (machine Redis)", "127.0.0.1", 6379);
   if (what.postgres) ok &&= await requireServer("coherence (machine PostgreSQL)", "127.0.0.1", 5432);
   return ok;
+}
+
+/**
+ * Deletes the machine Redis keys matching each pattern (the key roots a test file used): tests clean up
+ * after themselves, and a Redis full of leftovers slows every listing that scans it.
+ */
+export async function deleteRedisKeys(...patterns: string[]): Promise<void> {
+  const redis = new Redis(6379, "127.0.0.1", { lazyConnect: true });
+  try {
+    await redis.connect();
+    for (const pattern of patterns) {
+      let cursor = "0";
+      do {
+        const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 10_000);
+        if (keys.length > 0) await redis.unlink(...keys);
+        cursor = next;
+      } while (cursor !== "0");
+    }
+  } catch {
+    // Nothing to clean where Redis is not running (those tests said so already).
+  } finally {
+    redis.disconnect();
+  }
 }

@@ -27,6 +27,7 @@ import {
 import { freePort, startRedis } from "../helpers/servers.js";
 import {
   captureLogger,
+  deleteRedisKeys,
   MACHINE_PG,
   MACHINE_REDIS,
   openInstance,
@@ -41,6 +42,7 @@ const ok = await serversFor({ ownRedis: true, redis: true, postgres: true });
 const dirs: string[] = [];
 const open: DeviceStorage[] = [];
 afterAll(async () => {
+  await deleteRedisKeys("tp-bus-*");
   await Promise.all(open.splice(0).map((s) => s.close().catch(() => {})));
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });

@@ -25,6 +25,7 @@ import {
 } from "../../src/index.js";
 import { type OwnServer, psql, startRedis } from "../helpers/servers.js";
 import {
+  deleteRedisKeys,
   localCopy,
   MACHINE_PG,
   MACHINE_REDIS,
@@ -42,6 +43,7 @@ const ok = await serversFor({ ownRedis: true, redis: true, postgres: true });
 const dirs: string[] = [];
 const open: DeviceStorage[] = [];
 afterAll(async () => {
+  await deleteRedisKeys("tp-gaps-*", "tp-race-*", "tp-durable-*");
   await Promise.all(open.splice(0).map((s) => s.close().catch(() => {})));
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });

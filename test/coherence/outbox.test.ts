@@ -14,12 +14,22 @@ import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 import { checkCoherence, type DeviceStorage, SettingsError, silentLogger } from "../../src/index.js";
 import { startRedis } from "../helpers/servers.js";
-import { MACHINE_PG, MACHINE_REDIS, openInstance, serversFor, sleep, uid, waitFor } from "./_gaps-util.js";
+import {
+  deleteRedisKeys,
+  MACHINE_PG,
+  MACHINE_REDIS,
+  openInstance,
+  serversFor,
+  sleep,
+  uid,
+  waitFor,
+} from "./_gaps-util.js";
 
 const ok = await serversFor({ ownRedis: true, redis: true, postgres: true });
 const open: DeviceStorage[] = [];
 const dirs: string[] = [];
 afterAll(async () => {
+  await deleteRedisKeys("tp-outbox-*");
   await Promise.all(open.splice(0).map((s) => s.close()));
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
