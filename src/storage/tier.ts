@@ -256,10 +256,10 @@ export class Tier {
     this.#ctx.monitor.success(this.name, us);
   }
 
-  /** One backend call under the time limit and retries (fails at once while the tier is down). */
-  call<T>(what: string, key: string, fn: () => Promise<T>): Promise<T> {
+  /** One backend call under the time limit and retries (fails at once while down); `sampled`: its latency ranks the tier. */
+  call<T>(what: string, key: string, fn: () => Promise<T>, sampled = true): Promise<T> {
     if (this.#state.down) return Promise.reject(downError(this.name, this.#state.down, key));
-    return this.#calls.call(what, key, fn);
+    return this.#calls.call(what, key, fn, sampled);
   }
 
   /** As {@link call}, run after every earlier queued write of `key`. */
