@@ -129,20 +129,24 @@ async function expiriesOf(
 ): Promise<(number | undefined | typeof GONE)[]> {
   const now = Date.now();
   const out = new Array<number | undefined | typeof GONE>(keys.length).fill(GONE);
-  const pending: Promise<void>[] = [];
+  let pending: Promise<void>[] | undefined;
   for (let i = 0; i < keys.length; i++) {
     if (present[i] === undefined) continue;
-    const key = keys[i]!;
-    const settle = (at: number | undefined) => {
-      if (at !== undefined && at <= now) tier.purge(key);
-      else out[i] = at;
-    };
-    const at = tier.expiresAt(key);
-    if (at instanceof Promise) pending.push(countedAsync(tier, at).then(settle));
-    else settle(at);
+    const at = tier.expiresAt(keys[i]!);
+    if (at === undefined) out[i] = undefined;
+    else if (typeof at === "number") out[i] = expiryOrGone(tier, keys[i]!, at, now);
+    else
+      (pending ??= []).push(countedAsync(tier, at).then((t) => void (out[i] = expiryOrGone(tier, keys[i]!, t, now))));
   }
-  await Promise.all(pending);
+  if (pending) await Promise.all(pending);
   return out;
+}
+
+/** `at`, or {@link GONE} once it has passed (the value is then purged in the background). */
+function expiryOrGone(tier: Tier, key: string, at: number | undefined, now: number): number | undefined | typeof GONE {
+  if (at === undefined || at > now) return at;
+  tier.purge(key);
+  return GONE;
 }
 
 function slices<T>(items: readonly T[], size: number): T[][] {

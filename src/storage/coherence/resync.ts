@@ -16,6 +16,7 @@
  *
  * @module
  */
+import * as crypto from "node:crypto";
 import { createHash } from "node:crypto";
 import type { StoredValue } from "../../operators/types.js";
 import type { WriteFence } from "../fence.js";
@@ -100,24 +101,26 @@ async function revalidate(
   current: () => boolean,
 ): Promise<void> {
   // A save, delete or bus message of a key during the batch settles that key itself: it marks the key's read stale.
-  const reads = batch.map(() => ({ stale: false }));
-  const releases = batch.map((key, i) => fence.watch(key, reads[i]!));
+  const fenced = fence.watchMany(batch);
   try {
     const local = await localEntries(tier, batch);
     const keys: string[] = [];
     const entries: BatchEntry[] = [];
-    const at: number[] = [];
     local.forEach((entry, i) => {
       if (entry === undefined) return; // gone meanwhile, or expired
       keys.push(batch[i]!);
       entries.push(entry);
-      at.push(i);
     });
     const verdicts = await truth.judge(keys, entries);
     const report = truth.report;
-    await forEachLimit(verdicts, KEY_CONCURRENCY, async (verdict, j) => {
+    const changed: number[] = [];
+    verdicts.forEach((v, j) => {
+      if (v !== "same") changed.push(j);
+    });
+    await forEachLimit(changed, KEY_CONCURRENCY, async (j) => {
       const key = keys[j]!;
-      if (verdict === "same" || reads[at[j]!]!.stale || !current()) return;
+      const verdict = verdicts[j]!;
+      if (verdict === "same" || fenced.stale.has(key) || !current()) return;
       if (verdict === "absent") {
         await tier.delete(key);
         report.dropped++;
@@ -127,7 +130,7 @@ async function revalidate(
       }
     });
   } finally {
-    for (const release of releases) release();
+    fenced.release();
   }
 }
 
@@ -227,8 +230,11 @@ class SharedTruth {
   }
 }
 
+/** `crypto.hash` (Node 20.12+) is one call, ~3x cheaper per 100-byte value than a Hash object. */
+const oneShot = (crypto as { hash?: (algorithm: string, data: string | Uint8Array, encoding: "hex") => string }).hash;
+
 function hash(algorithm: string, stored: StoredValue): string {
-  return createHash(algorithm).update(stored.data).digest("hex");
+  return oneShot ? oneShot(algorithm, stored.data, "hex") : createHash(algorithm).update(stored.data).digest("hex");
 }
 
 /** Same bytes and same expiry (Buffer.compare reads both in place). */
