@@ -129,16 +129,22 @@ async function expiriesOf(
 ): Promise<(number | undefined | typeof GONE)[]> {
   const now = Date.now();
   const out = new Array<number | undefined | typeof GONE>(keys.length).fill(GONE);
-  let pending: Promise<void>[] | undefined;
+  const pending: Promise<void>[] = [];
   for (let i = 0; i < keys.length; i++) {
     if (present[i] === undefined) continue;
-    const at = tier.expiresAt(keys[i]!);
+    const key = keys[i]!;
+    const at = tier.expiresAt(key);
     if (at === undefined) out[i] = undefined;
-    else if (typeof at === "number") out[i] = expiryOrGone(tier, keys[i]!, at, now);
-    else
-      (pending ??= []).push(countedAsync(tier, at).then((t) => void (out[i] = expiryOrGone(tier, keys[i]!, t, now))));
+    else if (typeof at === "number") out[i] = expiryOrGone(tier, key, at, now);
+    else {
+      pending.push(
+        countedAsync(tier, at).then((t) => {
+          out[i] = expiryOrGone(tier, key, t, now);
+        }),
+      );
+    }
   }
-  if (pending) await Promise.all(pending);
+  if (pending.length > 0) await Promise.all(pending);
   return out;
 }
 
