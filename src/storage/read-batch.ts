@@ -106,21 +106,15 @@ export class BatchedLoads {
     }
   }
 
-  /** Copies a value found in a slower tier into the fastest, unless a save or delete of the key started since. */
+  /**
+   * Copies a value found in a slower tier into the fastest, unless a save or delete of the key
+   * started since: queued behind the key's writes, as a single load's write-back is.
+   */
   #writeBack(fastest: Tier, key: string, entry: BatchEntry, fenced: FencedBatch): Promise<void> {
     const st = fastest.counters;
     const { data, size } = recompressStored(entry.stored);
     if (fenced.stale.has(key)) {
       st.writeBacksSkipped++;
-      return Promise.resolve();
-    }
-    if (entry.expiresAt === undefined && fastest.op.writeSync && fastest.syncSafe(key)) {
-      try {
-        fastest.writeSync(key, data, size, false);
-        st.writeBacks++;
-      } catch (err) {
-        this.logger.warn({ profile: fastest.name, key, err }, "write-back failed");
-      }
       return Promise.resolve();
     }
     return fastest
