@@ -17,9 +17,11 @@ import { tempDir } from "./_data.js";
 import { printTable, type Row } from "./_harness.js";
 import type { Context, Scenario } from "./_setup.js";
 import { type ChartSection, writeRatioChart } from "./chart.js";
+import { batchedLoads } from "./scenarios/batched-loads.js";
 import { coherence } from "./scenarios/coherence.js";
 import { compression } from "./scenarios/compression.js";
 import { fallbackLoad } from "./scenarios/fallback.js";
+import { firstRead } from "./scenarios/first-read.js";
 import { hotLoad } from "./scenarios/hot-load.js";
 import { loadMany } from "./scenarios/load-many.js";
 import { memoryFootprint } from "./scenarios/memory.js";
@@ -41,6 +43,8 @@ const SCENARIOS: [number, string, Scenario][] = [
   [9, "Persistable via singleton", persistableSingleton],
   [10, "shared tiers", sharedTiers],
   [11, "coherence bus", coherence],
+  [12, "first read over Redis", firstRead],
+  [13, "loadValues in batches", batchedLoads],
 ];
 
 const args = process.argv.slice(2);

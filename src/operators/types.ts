@@ -90,6 +90,11 @@ export interface Operator {
    */
   readMany?(paths: readonly string[]): Promise<(Uint8Array | undefined)[]>;
   /**
+   * As {@link readMany}, each value in the form the client hands it out: a string where it stands
+   * for exactly the stored bytes (valid UTF-8: a JSON value then skips a decode pass), else bytes.
+   */
+  readManyStored?(paths: readonly string[]): Promise<(StoredValue | undefined)[]>;
+  /**
    * The server's digest of each value (`capabilities.digest`, source `keys`), lowercase hex,
    * without sending the values: `undefined` where absent. At most `capabilities.batchSize`
    * paths per call.

@@ -47,6 +47,19 @@ export async function readEntries(tier: Tier, keys: readonly string[]): Promise<
       tier,
       tier.call("read", describe(keys), async () => op.readManyStoredSync!(keys), false),
     );
+  } else if (op.readManyStored && op.capabilities.batchSize !== undefined) {
+    const size = op.capabilities.batchSize;
+    const parts = await Promise.all(
+      slices(keys, size).map((batch) =>
+        countedAsync(
+          tier,
+          tier.call("read", describe(batch), () => op.readManyStored!(batch), false),
+        ),
+      ),
+    );
+    // Not `flat()`: it drops the holes of a sparse part, shifting every later value.
+    stored = [];
+    for (const part of parts) for (let i = 0; i < part.length; i++) stored.push(part[i]);
   } else {
     const size = op.capabilities.batchSize;
     if (!op.readMany || size === undefined) throw cannot(tier, "read many keys at once");
@@ -86,7 +99,8 @@ export async function digestEntries(tier: Tier, keys: readonly string[]): Promis
       ),
     ),
   );
-  const digests = parts.flat();
+  const digests: (string | undefined)[] = [];
+  for (const part of parts) for (let i = 0; i < part.length; i++) digests.push(part[i]);
   const expiries = await expiriesOf(tier, keys, digests);
   return digests.map((digest, i) => {
     const expiresAt = expiries[i];

@@ -129,6 +129,17 @@ export function describeOperatorConformance(target: ConformanceTarget): void {
         });
         expect(await op.readMany([])).toEqual([]);
       }
+      if (op.readManyStored) {
+        // Text only where it stands for the bytes exactly (random bytes are mostly invalid UTF-8).
+        const got = await op.readManyStored(keys);
+        got.forEach((v, i) => {
+          const want = values[i];
+          if (want === undefined) return expect(v).toBeUndefined();
+          const bytes = typeof v!.data === "string" ? Buffer.from(v!.data, "utf8") : Buffer.from(v!.data);
+          expect(bytes.equals(Buffer.from(want)), keys[i]).toBe(true);
+          expect(v!.size).toBe(want.length);
+        });
+      }
       const hex = (v: Uint8Array | undefined) => v && createHash(digest!.algorithm).update(v).digest("hex");
       if (op.digestMany) {
         expect(await op.digestMany(keys)).toEqual(values.map(hex));

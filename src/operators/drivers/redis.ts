@@ -7,7 +7,7 @@
 import type { Cluster, Redis } from "ioredis";
 import { BackendError, NotFoundError, PersistenceError, ProfileError } from "../../errors.js";
 import { validateKey, validatePrefix } from "../../keys/index.js";
-import type { Operator, OperatorCapabilities, StatResult } from "../types.js";
+import type { Operator, OperatorCapabilities, StatResult, StoredValue } from "../types.js";
 import {
   addressOf,
   type Connection,
@@ -106,11 +106,15 @@ function wrap(client: Redis | Cluster, conn: Connection, config: RedisConfig, pr
     ? `redis cluster ${addressOf(config.targets[0]!)}`
     : `redis ${addressOf(config.targets[0]!)}`;
   const turn = pipelineTurns(client, config.cluster);
-  const redisKey = (path: string): string => {
+  const checkedKey = (path: string): string => {
     validateKey(path, profile);
     state.check(path);
-    turn();
     return prefix + path;
+  };
+  const redisKey = (path: string): string => {
+    const key = checkedKey(path);
+    turn();
+    return key;
   };
   /**
    * The one translation of client errors. A server's error reply is transient only when it says
@@ -197,6 +201,20 @@ function wrap(client: Redis | Cluster, conn: Connection, config: RedisConfig, pr
     );
     return out;
   };
+  /** As {@link mget}, values decoded as UTF-8 text by the client (what a raw `mget` gives). */
+  const mgetText = async (keys: readonly string[]): Promise<(string | null)[]> => {
+    if (!config.cluster) return client.mget(keys as string[]);
+    const out = new Array<string | null>(keys.length);
+    await Promise.all(
+      bySlot(keys).map(async (group) => {
+        const values = await client.mget(group.map((i) => keys[i]!));
+        group.forEach((at, j) => {
+          out[at] = values[j] ?? null;
+        });
+      }),
+    );
+    return out;
+  };
   client.defineCommand("tpDigests", { lua: DIGESTS_LUA });
   const digestCommand = (keys: readonly string[]): Promise<(string | null)[]> =>
     (client as unknown as { tpDigests(n: number, ...keys: string[]): Promise<(string | null)[]> }).tpDigests(
@@ -223,7 +241,8 @@ function wrap(client: Redis | Cluster, conn: Connection, config: RedisConfig, pr
     paths: readonly string[],
     fn: (keys: readonly string[]) => Promise<(V | null)[]>,
   ): Promise<(V | undefined)[]> => {
-    const keys = paths.map(redisKey);
+    const keys = paths.map(checkedKey);
+    turn();
     try {
       const parts = await Promise.all(chunks(keys, BATCH_SIZE).map(fn));
       return parts.flat().map((v) => v ?? undefined);
@@ -259,6 +278,29 @@ function wrap(client: Redis | Cluster, conn: Connection, config: RedisConfig, pr
       return value;
     },
     readMany: (paths) => batched("read", paths, mget as (keys: readonly string[]) => Promise<(Buffer | null)[]>),
+    async readManyStored(paths) {
+      const texts = await batched("read", paths, mgetText);
+      const out = new Array<StoredValue | undefined>(texts.length).fill(undefined);
+      const again: number[] = [];
+      texts.forEach((text, i) => {
+        if (text === undefined) return;
+        // Decoding turns every invalid UTF-8 sequence into U+FFFD: text without one is the bytes exactly.
+        if (text.includes("\uFFFD")) again.push(i);
+        else out[i] = { data: text, size: Buffer.byteLength(text, "utf8") };
+      });
+      if (again.length > 0) {
+        const bytes = await batched(
+          "read",
+          again.map((i) => paths[i]!),
+          mget as (keys: readonly string[]) => Promise<(Buffer | null)[]>,
+        );
+        again.forEach((at, j) => {
+          const data = bytes[j];
+          out[at] = data === undefined ? undefined : { data, size: data.length };
+        });
+      }
+      return out;
+    },
     digestMany: (paths) => batched("digest", paths, digests),
     async write(path, data) {
       const k = redisKey(path);
