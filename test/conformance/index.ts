@@ -134,7 +134,10 @@ export function describeOperatorConformance(target: ConformanceTarget): void {
         const got = await op.readManyStored(keys);
         got.forEach((v, i) => {
           const want = values[i];
-          if (want === undefined) return expect(v).toBeUndefined();
+          if (want === undefined) {
+            expect(v).toBeUndefined();
+            return;
+          }
           const bytes = typeof v!.data === "string" ? Buffer.from(v!.data, "utf8") : Buffer.from(v!.data);
           expect(bytes.equals(Buffer.from(want)), keys[i]).toBe(true);
           expect(v!.size).toBe(want.length);

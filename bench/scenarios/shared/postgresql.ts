@@ -177,7 +177,13 @@ async function pipelined(ctx: Context, ours: DeviceStorage, table: string, keys:
       ]);
     }
     for (const [what, oursCall, call] of [
-      ["GET", "await storage.loadValue(key)", async (i: number) => void (sink.v = await ours.loadValue(keys[i % K]!))],
+      [
+        "GET",
+        "await storage.loadValue(key)",
+        async (i: number) => {
+          sink.v = await ours.loadValue(keys[i % K]!);
+        },
+      ],
       ["SET", "await storage.saveValue(key, doc)", (i: number) => ours.saveValue(keys[i % K]!, docs[i % K])],
     ] as const) {
       ctx.log(
