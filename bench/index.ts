@@ -27,6 +27,7 @@ import { loadMany } from "./scenarios/load-many.js";
 import { memoryFootprint } from "./scenarios/memory.js";
 import { peers } from "./scenarios/peers.js";
 import { persistableSingleton } from "./scenarios/persistable-singleton.js";
+import { resyncScale } from "./scenarios/resync-scale.js";
 import { save } from "./scenarios/save.js";
 import { sharedTiers } from "./scenarios/shared-tiers.js";
 import { startup } from "./scenarios/startup.js";
@@ -45,6 +46,7 @@ const SCENARIOS: [number, string, Scenario][] = [
   [11, "coherence bus", coherence],
   [12, "first read over Redis", firstRead],
   [13, "loadValues in batches", batchedLoads],
+  [14, "resync at scale", resyncScale],
 ];
 
 const args = process.argv.slice(2);
