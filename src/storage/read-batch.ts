@@ -46,13 +46,15 @@ export class BatchedLoads {
   ): Promise<number[]> {
     const fastest = this.ranking.readFastest;
     const asked: [Tier, Attempt][] = fastestAsked ? [[fastest, { kind: "missing" }]] : [];
-    const fenced = this.fence.watchMany(pending.map((i) => keys[i]!));
+    // Watched from before the first read whose values are written back (a slower tier's), not for the fastest's own.
+    let fenced: FencedBatch | undefined;
     const writeBacks: Promise<void>[] = [];
     try {
       for (const tier of this.ranking.readOrder) {
         if (pending.length === 0) break;
         if (fastestAsked && tier === fastest) continue;
         if (!tier.available() || !loadsInBatches(tier)) return pending;
+        if (tier !== fastest) fenced ??= this.fence.watchMany(pending.map((i) => keys[i]!));
         let entries: (BatchEntry | undefined)[];
         try {
           entries = await readEntries(
@@ -87,7 +89,7 @@ export class BatchedLoads {
           const back = tier !== fastest;
           if (back) {
             tier.counters.fallbacks++;
-            writeBacks.push(this.#writeBack(fastest, key, entry, fenced));
+            writeBacks.push(this.#writeBack(fastest, key, entry, fenced!));
           } else tier.counters.hits++;
           out[i] = { ok: true, value, profile: tier.name, writeBack: back };
         }
@@ -101,8 +103,8 @@ export class BatchedLoads {
       return [];
     } finally {
       // The fence stays up until the write-backs are done.
-      const done = Promise.allSettled(writeBacks).then(() => fenced.release());
-      if (writeBacks.length > 0) this.track(done);
+      if (writeBacks.length > 0) this.track(Promise.allSettled(writeBacks).then(() => fenced?.release()));
+      else fenced?.release();
     }
   }
 

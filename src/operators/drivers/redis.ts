@@ -244,8 +244,15 @@ function wrap(client: Redis | Cluster, conn: Connection, config: RedisConfig, pr
     const keys = paths.map(checkedKey);
     turn();
     try {
-      const parts = await Promise.all(chunks(keys, BATCH_SIZE).map(fn));
-      return parts.flat().map((v) => v ?? undefined);
+      const parts =
+        keys.length === 0
+          ? []
+          : keys.length <= BATCH_SIZE
+            ? [await fn(keys)]
+            : await Promise.all(chunks(keys, BATCH_SIZE).map(fn));
+      const out: (V | undefined)[] = [];
+      for (const part of parts) for (let i = 0; i < part.length; i++) out.push(part[i] ?? undefined);
+      return out;
     } catch (err) {
       throw failure(what, paths.length === 1 ? paths[0] : `${paths[0]} (+${paths.length - 1} more)`, err);
     }
@@ -280,14 +287,17 @@ function wrap(client: Redis | Cluster, conn: Connection, config: RedisConfig, pr
     readMany: (paths) => batched("read", paths, mget as (keys: readonly string[]) => Promise<(Buffer | null)[]>),
     async readManyStored(paths) {
       const texts = await batched("read", paths, mgetText);
-      const out = new Array<StoredValue | undefined>(texts.length).fill(undefined);
+      const out = new Array<StoredValue | undefined>(texts.length);
       const again: number[] = [];
-      texts.forEach((text, i) => {
-        if (text === undefined) return;
+      for (let i = 0; i < texts.length; i++) {
+        const text = texts[i];
         // Decoding turns every invalid UTF-8 sequence into U+FFFD: text without one is the bytes exactly.
-        if (text.includes("\uFFFD")) again.push(i);
-        else out[i] = { data: text, size: Buffer.byteLength(text, "utf8") };
-      });
+        if (text === undefined) out[i] = undefined;
+        else if (text.includes("\uFFFD")) {
+          out[i] = undefined;
+          again.push(i);
+        } else out[i] = { data: text, size: Buffer.byteLength(text, "utf8") };
+      }
       if (again.length > 0) {
         const bytes = await batched(
           "read",
