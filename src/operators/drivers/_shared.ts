@@ -129,13 +129,18 @@ interface WaitingRead {
 /**
  * Coalesces single reads made in the same turn of the event loop into batched ones: 64 loads
  * in flight become one `MGET` (or one `= ANY($1)`) instead of 64 commands, at most `max` keys
- * per call. A read alone in its turn is sent by itself (`readOne`); the batch is sent at the
- * end of the turn (`process.nextTick`), so a lone read waits for nothing. A failed batch fails
+ * per call. A read while nothing is in flight is sent at once (`readOne`); others wait for the
+ * end of the turn (`process.nextTick`) and go together. A failed batch fails
  * each of its reads with the same error (each caller's retries then apply).
  */
 export class ReadCoalescer {
   #waiting: WaitingRead[] | undefined;
+  /** Calls sent and not yet answered. */
+  #inFlight = 0;
   readonly #flush = () => this.#send();
+  readonly #done = () => {
+    this.#inFlight--;
+  };
 
   /**
    * @param readMany the values of a batch in order; an `Error` in place of a value fails that
@@ -149,6 +154,8 @@ export class ReadCoalescer {
 
   /** The value of `path` (checked and translated by the caller), or undefined when absent. */
   read(path: string): Promise<Uint8Array | undefined> {
+    // Nothing waiting and nothing in flight: a lone read (one at a time) goes at once, without a turn's wait.
+    if (this.#waiting === undefined && this.#inFlight === 0) return this.#track(this.readOne(path));
     return new Promise((resolve, reject) => {
       let waiting = this.#waiting;
       if (waiting === undefined) {
@@ -160,16 +167,22 @@ export class ReadCoalescer {
     });
   }
 
+  #track<T>(p: Promise<T>): Promise<T> {
+    this.#inFlight++;
+    p.then(this.#done, this.#done);
+    return p;
+  }
+
   #send(): void {
     const batch = this.#waiting;
     if (batch === undefined) return;
     this.#waiting = undefined;
     if (batch.length === 1) {
       const only = batch[0]!;
-      this.readOne(only.path).then(only.resolve, only.reject);
+      this.#track(this.readOne(only.path)).then(only.resolve, only.reject);
       return;
     }
-    this.readMany(batch.map((w) => w.path)).then(
+    this.#track(this.readMany(batch.map((w) => w.path))).then(
       (values) => {
         for (let i = 0; i < batch.length; i++) {
           const v = values[i];
