@@ -5,6 +5,7 @@
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import type BetterSqlite3 from "better-sqlite3";
+import type { Redis } from "ioredis";
 import { consoleLogger, silentLogger } from "../src/logger.js";
 import { memoryOperator } from "../src/operators/drivers/memory.js";
 import { sqliteOperator } from "../src/operators/drivers/sqlite.js";
@@ -98,4 +99,14 @@ export async function inFlight(n: number, width: number, call: (i: number) => Pr
   };
   if (width === 1) return loop();
   await Promise.all(Array.from({ length: width }, loop));
+}
+
+/** Deletes every Redis key starting with `prefix` (SCAN + UNLINK), what a scenario leaves on the machine's Redis. */
+export async function deleteRedisPrefix(redis: Redis, prefix: string): Promise<void> {
+  let cursor = "0";
+  do {
+    const [next, found] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 5000);
+    if (found.length) await redis.unlink(...found);
+    cursor = next;
+  } while (cursor !== "0");
 }

@@ -14,7 +14,7 @@ import { silentLogger } from "../../src/logger.js";
 import { DeviceStorage } from "../../src/storage/device-storage.js";
 import { docData, docKey } from "../_data.js";
 import { compareMany, type Measured, type Row, row, type Side } from "../_harness.js";
-import { type Context, sink } from "../_setup.js";
+import { type Context, deleteRedisPrefix, sink } from "../_setup.js";
 
 const HOST = "127.0.0.1";
 const PORT = 6379;
@@ -112,12 +112,7 @@ export async function firstRead(ctx: Context): Promise<Row[]> {
     await ours.close();
     await bentoReader.disconnectAll();
     await bentoSeeder.disconnectAll();
-    let cursor = "0";
-    do {
-      const [next, found] = await raw.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-      if (found.length) await raw.del(...found);
-      cursor = next;
-    } while (cursor !== "0");
+    await deleteRedisPrefix(raw, prefix);
     raw.disconnect();
   }
 }

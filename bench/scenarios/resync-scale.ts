@@ -32,7 +32,7 @@ import { createOperator } from "../../src/operators/index.js";
 import { DeviceStorage } from "../../src/storage/device-storage.js";
 import { s3Options, startS3rver } from "../../test/helpers/servers.js";
 import type { Row } from "../_harness.js";
-import type { Context } from "../_setup.js";
+import { type Context, deleteRedisPrefix } from "../_setup.js";
 
 const require = createRequire(import.meta.url);
 const REDIS = "tcp://127.0.0.1:6379";
@@ -80,12 +80,7 @@ async function redisEngine(): Promise<Engine> {
     put: (k, t) => r.set(root + k, t),
     gap: () => r.publish(channelName, "{not a bus message"),
     async cleanup() {
-      let cursor = "0";
-      do {
-        const [next, found] = await r.scan(cursor, "MATCH", `${root}*`, "COUNT", 5000);
-        if (found.length) await r.del(...found);
-        cursor = next;
-      } while (cursor !== "0");
+      await deleteRedisPrefix(r, root);
       r.disconnect();
     },
   };
@@ -278,9 +273,13 @@ export async function resyncScale(ctx: Context): Promise<Row[]> {
       }
     }
   }
-  const chart = process.env.BENCH_SCALE_CHART ?? new URL("../resync-scale.svg", import.meta.url).pathname;
-  writeFileSync(chart, await scaleChartSvg(phases));
-  ctx.log(`14 resync at scale: chart written to ${chart}`);
+  // A --quick run's figures are rough: it draws no chart unless asked (BENCH_SCALE_CHART=path).
+  const chart =
+    process.env.BENCH_SCALE_CHART ?? (ctx.quick ? undefined : new URL("../resync-scale.svg", import.meta.url).pathname);
+  if (chart) {
+    writeFileSync(chart, await scaleChartSvg(phases));
+    ctx.log(`14 resync at scale: chart written to ${chart}`);
+  }
   return phases.flatMap((p) => {
     const label = `14 resync ${p.engine} N=${p.n.toLocaleString("en")} ${p.phase}`;
     const timed = p.n >= 1_000_000 && p.engine !== "s3rver";

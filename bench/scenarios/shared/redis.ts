@@ -15,7 +15,7 @@ import type { Operator } from "../../../src/operators/types.js";
 import { DeviceStorage } from "../../../src/storage/device-storage.js";
 import { docData, docKey } from "../../_data.js";
 import { compareMany, row, type Side } from "../../_harness.js";
-import { type Context, inFlight, sink } from "../../_setup.js";
+import { type Context, deleteRedisPrefix, inFlight, sink } from "../../_setup.js";
 
 /** Documents stored (and cycled through by every side). */
 const K = 1000;
@@ -137,12 +137,7 @@ export async function sharedRedis(ctx: Context) {
   } finally {
     await ours.close();
     await opendal.close();
-    let cursor = "0";
-    do {
-      const [next, found] = await raw.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-      if (found.length) await raw.del(...found);
-      cursor = next;
-    } while (cursor !== "0");
+    await deleteRedisPrefix(raw, prefix);
     raw.disconnect();
   }
   return rows;
