@@ -3,6 +3,7 @@
  * with `synchronous=NORMAL`), ours and raw, plus what scenarios pass around.
  */
 import { join } from "node:path";
+import type { Redis } from "ioredis";
 import { consoleLogger, silentLogger } from "../src/logger.js";
 import { memoryOperator } from "../src/operators/drivers/memory.js";
 import { sqliteOperator } from "../src/operators/drivers/sqlite.js";
@@ -74,4 +75,14 @@ export async function inFlight(n: number, width: number, call: (i: number) => Pr
   };
   if (width === 1) return loop();
   await Promise.all(Array.from({ length: width }, loop));
+}
+
+/** Deletes every Redis key starting with `prefix` (SCAN + UNLINK), what a scenario leaves on the machine's Redis. */
+export async function deleteRedisPrefix(redis: Redis, prefix: string): Promise<void> {
+  let cursor = "0";
+  do {
+    const [next, found] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 5000);
+    if (found.length) await redis.unlink(...found);
+    cursor = next;
+  } while (cursor !== "0");
 }

@@ -17,14 +17,17 @@ import { tempDir } from "./_data.js";
 import { printTable, type Row } from "./_harness.js";
 import type { Context, Scenario } from "./_setup.js";
 import { type ChartSection, writeRatioChart } from "./chart.js";
+import { batchedLoads } from "./scenarios/batched-loads.js";
 import { coherence } from "./scenarios/coherence.js";
 import { compression } from "./scenarios/compression.js";
 import { fallbackLoad } from "./scenarios/fallback.js";
+import { firstRead } from "./scenarios/first-read.js";
 import { hotLoad } from "./scenarios/hot-load.js";
 import { loadMany } from "./scenarios/load-many.js";
 import { memoryFootprint } from "./scenarios/memory.js";
 import { peers } from "./scenarios/peers.js";
 import { persistableSingleton } from "./scenarios/persistable-singleton.js";
+import { resyncScale } from "./scenarios/resync-scale.js";
 import { save } from "./scenarios/save.js";
 import { sharedTiers } from "./scenarios/shared-tiers.js";
 import { startup } from "./scenarios/startup.js";
@@ -41,6 +44,9 @@ const SCENARIOS: [number, string, Scenario][] = [
   [9, "Persistable via singleton", persistableSingleton],
   [10, "shared tiers", sharedTiers],
   [11, "coherence bus", coherence],
+  [12, "first read over Redis", firstRead],
+  [13, "loadValues in batches", batchedLoads],
+  [14, "resync at scale", resyncScale],
 ];
 
 const args = process.argv.slice(2);

@@ -16,6 +16,26 @@ export interface OperatorCapabilities {
   readonly shared: boolean;
   /** Reads can be answered synchronously through `readSync`. */
   readonly syncRead: boolean;
+  /**
+   * Most keys one batched call ({@link Operator.readMany}, {@link Operator.digestMany}) should
+   * carry: callers split larger sets into calls of this size. Absent: no batched calls.
+   */
+  readonly batchSize?: number;
+  /** Digests the backend computes of stored values, and how it hands them out. Absent: none. */
+  readonly digest?: DigestCapability;
+}
+
+/**
+ * What digest a backend computes of a stored value, so that a local copy can be compared
+ * with it without reading the value: the hash algorithm (lowercase hex, as `node:crypto`
+ * gives it for the same bytes) and where the digests come from: `keys`, many named keys per
+ * call ({@link Operator.digestMany}: PostgreSQL `md5(value)`, a Redis script's
+ * `redis.sha1hex`, MySQL `MD5()`); `listing`, with the listing ({@link Operator.listDigests}:
+ * S3 ETags, 1,000 keys per call).
+ */
+export interface DigestCapability {
+  readonly algorithm: "md5" | "sha1";
+  readonly source: "keys" | "listing";
 }
 
 /** Metadata of a stored value. */
@@ -62,6 +82,31 @@ export interface Operator {
    * `paths`, `undefined` where absent. Throws as `readSync`.
    */
   readManyStoredSync?(paths: readonly string[]): (StoredValue | undefined)[];
+  /**
+   * Reads many paths in as few round trips as the backend allows (Redis `MGET`, one per hash
+   * slot on a Cluster; PostgreSQL `= ANY($1)`; MySQL `IN (...)`), at most
+   * `capabilities.batchSize` per call. In the order of `paths`, `undefined` where absent.
+   * Throws as `read` throws for anything but absence (one failure fails the call).
+   */
+  readMany?(paths: readonly string[]): Promise<(Uint8Array | undefined)[]>;
+  /**
+   * As {@link readMany}, each value in the form the client hands it out: a string where it stands
+   * for exactly the stored bytes (valid UTF-8: a JSON value then skips a decode pass), else bytes.
+   */
+  readManyStored?(paths: readonly string[]): Promise<(StoredValue | undefined)[]>;
+  /**
+   * The server's digest of each value (`capabilities.digest`, source `keys`), lowercase hex,
+   * without sending the values: `undefined` where absent. At most `capabilities.batchSize`
+   * paths per call.
+   */
+  digestMany?(paths: readonly string[]): Promise<(string | undefined)[]>;
+  /**
+   * Every key under `prefix` with the digest its listing carries (`capabilities.digest`, source
+   * `listing`): S3 ETags, the MD5 of a value uploaded in one part. `undefined` where the listing's
+   * digest is not a digest of the bytes (a multipart upload's ETag, `<md5 of the parts>-<n>`).
+   * Reserved keys included, as `list` returns them.
+   */
+  listDigests?(prefix?: string): Promise<Map<string, string | undefined>>;
   /** Writes (creates or replaces) the value at `path`. Strings are stored as UTF-8. */
   write(path: string, data: Uint8Array | string): Promise<void>;
   /**

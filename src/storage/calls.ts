@@ -57,8 +57,12 @@ export class CallPolicy {
     this.#c = context;
   }
 
-  /** One backend call, retried on transient errors, under the tier's time limit. */
-  call<T>(what: string, key: string, fn: () => Promise<T>): Promise<T> {
+  /**
+   * One backend call, retried on transient errors, under the tier's time limit. Its latency
+   * goes to live ranking unless `sampled` is false (a batch of many keys says nothing about the
+   * latency of a read; its failure still counts against the tier).
+   */
+  call<T>(what: string, key: string, fn: () => Promise<T>, sampled = true): Promise<T> {
     const monitor = this.#c.monitor;
     const t0 = monitor ? performance.now() : 0;
     let p = this.#t.retries > 0 ? this.#retrying(what, key, fn) : fn();
@@ -67,7 +71,7 @@ export class CallPolicy {
     const name = this.#t.name;
     return p.then(
       (v) => {
-        monitor.success(name, (performance.now() - t0) * 1000);
+        if (sampled) monitor.success(name, (performance.now() - t0) * 1000);
         return v;
       },
       (err) => {

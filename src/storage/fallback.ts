@@ -57,6 +57,12 @@ export class Fallback {
     this.#logger = logger;
   }
 
+  /** Keeps background work (a batch's write-backs) until {@link flush}; it must not reject. */
+  track(task: Promise<void>): void {
+    this.#pending.add(task);
+    void task.finally(() => this.#pending.delete(task));
+  }
+
   /** Resolves when every write-back scheduled so far is done. */
   async flush(): Promise<void> {
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);

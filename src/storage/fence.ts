@@ -13,11 +13,21 @@ export interface Fenced {
   stale: boolean;
 }
 
+/** Many keys read together (a revalidation batch): which of them a write has made stale. */
+export interface FencedBatch {
+  /** The keys of the batch whose read is stale. */
+  readonly stale: Set<string>;
+  /** Stops watching the batch. */
+  release(): void;
+}
+
 export class WriteFence {
   /** Keys with a save or delete in progress (count of writers). */
   readonly #writing = new Map<string, number>();
   /** Fallback reads in flight (or writing back), per key. */
   readonly #reads = new Map<string, Set<Fenced>>();
+  /** Batches watched with {@link watchMany}: their keys, and the stale ones among them. */
+  readonly #batches = new Set<{ keys: Set<string>; stale: Set<string> }>();
 
   /** A write of `key` starts: every read in flight is stale. Pair with {@link end}. */
   begin(key: string): void {
@@ -36,11 +46,24 @@ export class WriteFence {
   invalidate(key: string): void {
     const set = this.#reads.get(key);
     if (set) for (const f of set) f.stale = true;
+    for (const b of this.#batches) if (b.keys.has(key)) b.stale.add(key);
   }
 
   /** Marks every read in flight stale, whatever its key (a coherence gap: any key may have changed elsewhere). */
   invalidateAll(): void {
     for (const set of this.#reads.values()) for (const f of set) f.stale = true;
+    for (const b of this.#batches) for (const key of b.keys) b.stale.add(key);
+  }
+
+  /**
+   * Watches the reads of many keys at once (one set, not one watch per key: a revalidation
+   * goes through a million keys); a key being written is stale from the start.
+   */
+  watchMany(keys: readonly string[]): FencedBatch {
+    const batch = { keys: new Set(keys), stale: new Set<string>() };
+    if (this.#writing.size > 0) for (const key of keys) if (this.#writing.has(key)) batch.stale.add(key);
+    this.#batches.add(batch);
+    return { stale: batch.stale, release: () => this.#batches.delete(batch) };
   }
 
   /** Whether a write of `key` is in progress. */

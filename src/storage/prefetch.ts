@@ -1,12 +1,13 @@
 /**
  * Cache warm-up (the seed's planned `cache_prefetch`): loads keys from the
- * slower tiers into the fastest, a bounded number at a time, and waits for the
- * write-backs to land.
+ * slower tiers into the fastest and waits for the write-backs to land. Keys go
+ * through `loadValues`' path: in batches from tiers that read many keys per
+ * round trip (Redis `MGET`, PostgreSQL `= ANY($1)`), else at most
+ * `concurrency` one-key loads at a time.
  *
  * @module
  */
 import { ClosedError, NotFoundError } from "../errors.js";
-import { forEachLimit } from "./limit.js";
 import type { Ranking } from "./ranking.js";
 import type { TieredReader } from "./read.js";
 import type { Tier } from "./tier.js";
@@ -19,16 +20,15 @@ export async function prefetch(
   concurrency: number,
 ): Promise<PrefetchResult> {
   const result: PrefetchResult = { found: 0, alreadyCached: 0, missing: 0, failed: [] };
-  await forEachLimit([...new Set(keys)], concurrency, async (key) => {
-    try {
-      const r = await reader.load(key);
-      if (r.profile === ranking.readFastest?.name && !r.writeBack) result.alreadyCached++;
+  const unique = [...new Set(keys)];
+  const outcomes = await reader.loadMany(unique, undefined, concurrency);
+  outcomes.forEach((o, i) => {
+    if (o.ok) {
+      if (o.profile === ranking.readFastest?.name && !o.writeBack) result.alreadyCached++;
       else result.found++;
-    } catch (err) {
-      if (err instanceof NotFoundError) result.missing++;
-      else if (err instanceof ClosedError) throw err;
-      else result.failed.push({ key, error: err as Error });
-    }
+    } else if (o.error instanceof NotFoundError) result.missing++;
+    else if (o.error instanceof ClosedError) throw o.error;
+    else result.failed.push({ key: unique[i]!, error: o.error });
   });
   await reader.flush();
   return result;

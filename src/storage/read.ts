@@ -16,6 +16,7 @@ import { type Attempt, breakerOpen, Fallback, mismatch, notAsked, notFoundOrWhy 
 import type { WriteFence } from "./fence.js";
 import { checkConcurrency, forEachLimit } from "./limit.js";
 import type { Ranking } from "./ranking.js";
+import { BatchedLoads, loadsInBatches } from "./read-batch.js";
 import type { Tier } from "./tier.js";
 import type { Decoder, LoadOutcome, LoadResult } from "./types.js";
 
@@ -32,6 +33,7 @@ export class TieredReader {
   readonly #fence: WriteFence;
   readonly #logger: Logger;
   readonly #fallback: Fallback;
+  readonly #batched: BatchedLoads;
   #syncReads = 0;
 
   constructor(ranking: Ranking<Tier>, fence: WriteFence, logger: Logger) {
@@ -39,6 +41,7 @@ export class TieredReader {
     this.#fence = fence;
     this.#logger = logger;
     this.#fallback = new Fallback(ranking, fence, logger);
+    this.#batched = new BatchedLoads(ranking, fence, logger, (p) => this.#fallback.track(p));
   }
 
   /** Resolves when every write-back scheduled so far is done. */
@@ -110,7 +113,10 @@ export class TieredReader {
     const general: [number, boolean][] = [];
     const untrusted = this.#ranking.readOrder.length === 0;
     if (loadChannel.hasSubscribers || untrusted) for (let i = 0; i < keys.length; i++) general.push([i, false]);
-    else this.#syncPass(keys, dec, out, general);
+    else {
+      this.#syncPass(keys, dec, out, general);
+      await this.#batchPass(keys, dec, out, general);
+    }
     const fastest = this.#ranking.readFastest;
     await forEachLimit(general, concurrency, async ([i, missed]) => {
       const key = keys[i]!;
@@ -126,6 +132,29 @@ export class TieredReader {
       }
     });
     return out;
+  }
+
+  /** `loadMany`'s batched pass (see `read-batch.ts`): what the synchronous pass left; `general` keeps the rest. */
+  async #batchPass(
+    keys: readonly string[],
+    dec: Decoder<unknown>,
+    out: LoadOutcome<unknown>[],
+    general: [number, boolean][],
+  ) {
+    const fastest = this.#ranking.readFastest;
+    const fastestAsked = fastest.readsSync;
+    if (!fastestAsked && !loadsInBatches(fastest)) return;
+    const pending: number[] = [];
+    const kept: [number, boolean][] = [];
+    // Misses of a synchronous fastest tier (or every key of a network one); the rest take the one-key path.
+    for (const g of general) {
+      if (g[1] === fastestAsked) pending.push(g[0]);
+      else kept.push(g);
+    }
+    if (pending.length < 2) return;
+    const left = await this.#batched.load(keys, pending, dec, out, fastestAsked);
+    general.length = 0;
+    general.push(...kept, ...left.map((i): [number, boolean] => [i, fastestAsked]));
   }
 
   /** `loadMany`'s synchronous pass: settles hits in `out`, leaves the rest in `general` ([index, missed]). */

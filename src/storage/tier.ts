@@ -10,160 +10,18 @@
 import { storedSize } from "../codec.js";
 import { isCallerError, NotFoundError, UnsupportedError } from "../errors.js";
 import { validateKey, validatePrefix } from "../keys/index.js";
-import type { Logger } from "../logger.js";
-import type { Operator, OperatorCapabilities, StoredValue } from "../operators/types.js";
-import { CallPolicy } from "./calls.js";
-import { TierExpiry } from "./expiry.js";
-import type { WriteFence } from "./fence.js";
+import type { StoredValue } from "../operators/types.js";
 import { checkMs } from "./options.js";
-import { downError, emptyStats, StateKeeper } from "./tier-state.js";
+import { TierBase } from "./tier-base.js";
+import { downError } from "./tier-state.js";
 import type * as T from "./types.js";
 
-/** The storage-wide collaborators of every tier. */
-export interface TierContext {
-  readonly logger: Logger;
-  readonly monitor: T.TierMonitor;
-  readonly lifecycle: T.Lifecycle;
-  readonly fence: WriteFence;
-  /** Told when the tier's breaker opens or closes (its trial is scheduled), and when a write finds it read-only. */
-  readonly watcher?: { breakerChanged(tier: Tier): void; readOnly(tier: Tier): void };
-  /** Told of every save and delete that reached a shared tier (the coherence bus publishes them). */
-  readonly changes?: T.ChangeSink | undefined;
-}
+export type { TierContext } from "./tier-base.js";
 
-export class Tier {
-  /** Profile name from the settings. */
-  readonly name: string;
-  /** Its scheme (`type`). */
-  readonly scheme: string;
-  /** Time limit of each call in ms, if any (`timeout_ms`; remote schemes default to 10 s). */
-  readonly timeoutMs: number | undefined;
-  /** Retries of a call that failed with a transient error (`retries`). */
-  readonly retries: number;
-  /** Default time to live of values saved here (`ttl_ms`), if any. */
-  readonly defaultTtlMs: number | undefined;
-  /** Whether the rank is fixed by a `speed` override (live ranking never moves it). */
-  readonly fixedRank: boolean;
-  /** Other instances write to it (the `shared` option); its changes go out on the coherence bus. */
-  readonly shared: boolean;
-  /** @internal Counters, kept by the tier and by the reader and writer. Read them with {@link stats}. */
-  readonly counters: T.ProfileStats = emptyStats();
-  readonly #calls: CallPolicy;
-  #op: Operator;
-  /** The operator as opened (`#op` may wrap it: see {@link #watched}). */
-  #raw: Operator;
-  #expiry: TierExpiry;
-  /** The probe's median read in µs and its reserved key (measured again when the tier rejoins). */
-  #probe: { latencyUs: number; probeKey: string };
-  readonly #fixedRankUs: number | undefined;
-  readonly #state: StateKeeper;
-  readonly #ctx: TierContext;
-
-  constructor(spec: T.TierSpec, context: TierContext, live: boolean) {
-    this.name = spec.name;
-    this.scheme = spec.scheme;
-    this.#op = spec.op;
-    this.timeoutMs = spec.timeoutMs;
-    this.retries = spec.retries;
-    this.defaultTtlMs = spec.defaultTtlMs;
-    this.#probe = { latencyUs: spec.probeLatencyUs, probeKey: spec.probeKey };
-    this.#fixedRankUs = spec.fixedRankUs;
-    this.fixedRank = spec.fixedRankUs !== undefined;
-    this.shared = spec.shared === true;
-    this.#state = new StateKeeper(spec.name, spec.state, spec.readOnly === true, context.logger);
-    this.#ctx = context;
-    this.#raw = spec.op;
-    this.#op = this.#watched(spec.op);
-    this.#expiry = new TierExpiry(this.#op);
-    const monitor = live ? context.monitor : undefined;
-    this.#calls = new CallPolicy(this, {
-      logger: context.logger,
-      monitor,
-      lifecycle: context.lifecycle,
-      stats: this.counters,
-    });
-  }
-
-  /** The operator serving it (raw: no time limit, TTL or counters; use the tier's methods). */
-  get op(): Operator {
-    return this.#op;
-  }
-
-  /** The reserved key the start-up probe used (and health checks ask for). */
-  get probeKey(): string {
-    return this.#probe.probeKey;
-  }
-
-  /** The start-up probe's median read in µs (measured again when the tier rejoins). */
-  get probeLatencyUs(): number {
-    return this.#probe.latencyUs;
-  }
-
-  /** What ranks it at start: the fixed `speed` override, else {@link probeLatencyUs}. Lower is faster. */
-  get rankLatencyUs(): number {
-    return this.#fixedRankUs ?? this.#probe.latencyUs;
-  }
-
-  /** Whether it serves now: `ready`, `read-only` (why) or `down` (unreachable or breaker open: why, next retry). */
-  get state(): T.TierState {
-    return this.#state.now(this.#breaker());
-  }
-
-  /** Whether the `read_only` option is set: saves skip this tier, and the CLI writes to it only when forced. */
-  get readOnly(): boolean {
-    return this.#state.configured;
-  }
-
-  /** @internal Takes the tier out of service until {@link rejoin}: calls fail at once, saying why. */
-  markDown(reason: string, nextRetryAt: number): void {
-    this.#state.markDown(reason, nextRetryAt);
-  }
-
-  /** @internal The tier answered again: `op` serves it (a new one if it was reopened), ranked by `probeLatencyUs`. */
-  async rejoin(op: Operator, probe: { latencyUs: number; probeKey: string }, state: T.TierState): Promise<void> {
-    const old = this.#raw;
-    if (op !== old) {
-      this.#raw = op;
-      this.#op = this.#watched(op);
-      this.#expiry = new TierExpiry(this.#op);
-      await old.close().catch(() => {});
-    }
-    await this.#expiry.init();
-    this.#probe = probe;
-    this.#state.up(state, this.#breaker());
-    if (!this.shared) this.#ctx.changes?.rejoined(this.name);
-  }
-
-  /** @internal The breaker opened or closed: announced as a state change. */
-  breakerChanged(): void {
-    this.#state.announce(this.state);
-    this.#ctx.watcher?.breakerChanged(this);
-  }
-
-  /** @deprecated The rank value; use {@link rankLatencyUs}. */
-  get speed(): number {
-    return this.rankLatencyUs;
-  }
-
-  /** @deprecated The measured probe latency; use {@link probeLatencyUs}. */
-  get measuredSpeed(): number {
-    return this.probeLatencyUs;
-  }
-
-  /** What the backend can do. */
-  get capabilities(): OperatorCapabilities {
-    return this.op.capabilities;
-  }
-
-  /** Counters, with quota usage where the profile has a quota. */
-  stats(): T.ProfileStats {
-    const usage = this.#op.usage?.();
-    return { ...this.counters, shared: this.shared, state: this.state, ...(usage ? { usage } : {}) };
-  }
-
+export class Tier extends TierBase {
   /** @internal Reads the tier's TTL marker (and sidecars) at start-up. */
   init(): Promise<void> {
-    return this.#expiry.init();
+    return this.expiry.init();
   }
 
   // ---- The handle: what users and the CLI call. Each honours TTL, the call policy and the counters.
@@ -201,22 +59,22 @@ export class Tier {
   async write(key: string, data: Uint8Array | string, options: T.ExpiryOptions = {}): Promise<void> {
     validateKey(key, this.name);
     const expiresAt = this.expiryOf(options, Date.now(), key);
-    this.#ctx.fence.begin(key);
+    this.ctx.fence.begin(key);
     try {
       await this.store("write", key, data, storedSize(data), expiresAt);
     } finally {
-      this.#ctx.fence.end(key);
+      this.ctx.fence.end(key);
     }
   }
 
   /** Deletes `key` (and its TTL metadata); deleting a missing key succeeds. */
   async delete(key: string): Promise<void> {
     validateKey(key, this.name);
-    this.#ctx.fence.begin(key);
+    this.ctx.fence.begin(key);
     try {
       await this.remove(key);
     } finally {
-      this.#ctx.fence.end(key);
+      this.ctx.fence.end(key);
     }
   }
 
@@ -251,29 +109,29 @@ export class Tier {
       });
     }
     const keys = await this.#counted(this.call("list", prefix, () => this.op.list(prefix)));
-    return this.#expiry.visible(keys);
+    return this.expiry.visible(keys);
   }
 
   /** Whether reads may go to this tier now (its circuit breaker is closed or due a trial). */
   available(): boolean {
-    return this.#ctx.monitor.available(this.name);
+    return this.ctx.monitor.available(this.name);
   }
 
   /** Reports the latency (µs) of a synchronous read to live ranking. */
   observe(us: number): void {
-    this.#ctx.monitor.success(this.name, us);
+    this.ctx.monitor.success(this.name, us);
   }
 
-  /** One backend call under the time limit and retries (fails at once while the tier is down). */
-  call<T>(what: string, key: string, fn: () => Promise<T>): Promise<T> {
-    if (this.#state.down) return Promise.reject(downError(this.name, this.#state.down, key));
-    return this.#calls.call(what, key, fn);
+  /** One backend call under the time limit and retries (fails at once while down); `sampled`: its latency ranks the tier. */
+  call<T>(what: string, key: string, fn: () => Promise<T>, sampled = true): Promise<T> {
+    if (this.keeper.down) return Promise.reject(downError(this.name, this.keeper.down, key));
+    return this.calls.call(what, key, fn, sampled);
   }
 
   /** As {@link call}, run after every earlier queued write of `key`. */
   queued<T>(what: string, key: string, fn: () => Promise<T>): Promise<T> {
-    if (this.#state.down) return Promise.reject(downError(this.name, this.#state.down, key));
-    return this.#calls.queued(what, key, fn);
+    if (this.keeper.down) return Promise.reject(downError(this.name, this.keeper.down, key));
+    return this.calls.queued(what, key, fn);
   }
 
   /**
@@ -283,13 +141,13 @@ export class Tier {
    */
   syncSafe(key: string): boolean {
     return (
-      this.#state.down === undefined &&
+      this.keeper.down === undefined &&
       this.timeoutMs === undefined &&
       this.retries === 0 &&
       this.defaultTtlMs === undefined &&
-      !this.#expiry.active &&
-      !this.#calls.hasQueued(key) &&
-      !(this.shared && this.#ctx.changes)
+      !this.expiry.active &&
+      !this.calls.hasQueued(key) &&
+      !(this.shared && this.ctx.changes)
     );
   }
 
@@ -308,7 +166,7 @@ export class Tier {
 
   /** Expiry of `key` here: a number, `undefined` (none), or a promise when it must be read. */
   expiresAt(key: string): number | undefined | Promise<number | undefined> {
-    return this.#expiry.expiresAt(key);
+    return this.expiry.expiresAt(key);
   }
 
   /** The expiry a write with `options` gets here: `expiresAt`, else now + (`ttlMs` or the profile's `ttl_ms`). */
@@ -321,17 +179,17 @@ export class Tier {
   /** A synchronous write (see {@link syncSafe}); throws as the backend does. */
   writeSync(key: string, data: Uint8Array | string, size: number, owned: boolean): void {
     try {
-      this.#op.writeSync!(key, data, owned);
+      this.opNow.writeSync!(key, data, owned);
     } catch (err) {
       if (!isCallerError(err)) {
         this.counters.failures++;
         // Not writable now is not a reason to take the tier out of the read path.
-        if (!this.#state.writeFailed(err, this.#breaker())) this.#ctx.monitor.failure(this.name);
-        else this.#ctx.watcher?.readOnly(this);
+        if (!this.keeper.writeFailed(err, this.breaker())) this.ctx.monitor.failure(this.name);
+        else this.ctx.watcher?.readOnly(this);
       }
       throw err;
     }
-    if (this.#state.base.kind === "read-only") this.#state.wrote(this.#breaker());
+    if (this.keeper.base.kind === "read-only") this.keeper.wrote(this.breaker());
     this.counters.bytesWritten += size;
   }
 
@@ -343,60 +201,51 @@ export class Tier {
     try {
       await this.#counted(this.queued(what, key, () => this.writeNow(key, data, at)));
     } catch (err) {
-      if (!this.shared && !isCallerError(err)) this.#ctx.changes?.localFailed(this.name, key);
+      if (!this.shared && !isCallerError(err)) this.ctx.changes?.localFailed(this.name, key);
       throw err;
     }
     this.counters.bytesWritten += size;
-    if (this.shared) await this.#ctx.changes?.changed("save", key, this.name);
+    if (this.shared) await this.ctx.changes?.changed("save", key, this.name);
   }
 
   /** A delete queued behind earlier writes of `key`, with its TTL metadata; counted (announced as {@link store}). */
   async remove(key: string): Promise<void> {
-    const del = () => (this.#expiry.needsMeta(key, undefined) ? this.#expiry.delete(key) : this.op.delete(key));
+    const del = () => (this.expiry.needsMeta(key, undefined) ? this.expiry.delete(key) : this.op.delete(key));
     await this.#counted(this.queued("delete", key, del));
-    if (this.shared) await this.#ctx.changes?.changed("delete", key, this.name);
-  }
-
-  /** A shared tier's operator as the coherence bus watches it (its own writes expected where the server reports). */
-  #watched(op: Operator): Operator {
-    return this.shared && this.#ctx.changes ? this.#ctx.changes.watch(this.name, op) : op;
+    if (this.shared) await this.ctx.changes?.changed("delete", key, this.name);
   }
 
   /** A write with its TTL metadata, right now (inside a queued task: a write-back); a read-only reason sets the state. */
   writeNow(key: string, data: Uint8Array | string, at: number | undefined): Promise<void> {
-    const p = this.#expiry.needsMeta(key, at) ? this.#expiry.write(key, data, at) : this.#op.write(key, data);
+    const p = this.expiry.needsMeta(key, at) ? this.expiry.write(key, data, at) : this.opNow.write(key, data);
     return p.then(
-      () => this.#state.wrote(this.#breaker()),
+      () => this.keeper.wrote(this.breaker()),
       (err) => {
-        if (!isCallerError(err) && this.#state.writeFailed(err, this.#breaker())) this.#ctx.watcher?.readOnly(this);
+        if (!isCallerError(err) && this.keeper.writeFailed(err, this.breaker())) this.ctx.watcher?.readOnly(this);
         throw err;
       },
     );
   }
 
-  #breaker(): number {
-    return this.#ctx.monitor.breakerOpenUntil(this.name);
-  }
-
   /** Known keys whose TTL has passed (cleanup). */
   expiredKeys(now: number): string[] {
-    return this.#expiry.expired(now);
+    return this.expiry.expired(now);
   }
 
   /** Whether every TTL of this tier is known (so expired values can be enumerated). */
   get expiryComplete(): boolean {
-    return this.#expiry.complete;
+    return this.expiry.complete;
   }
 
   /** Removes an expired value in the background, unless it was rewritten meanwhile. */
   purge(key: string): void {
-    const failed = (err: unknown) => this.#ctx.logger.debug({ profile: this.name, key, err }, "purge failed");
-    this.#expiry.purge(key, (task) => this.queued("purge", key, task), failed);
+    const failed = (err: unknown) => this.ctx.logger.debug({ profile: this.name, key, err }, "purge failed");
+    this.expiry.purge(key, (task) => this.queued("purge", key, task), failed);
   }
 
   /** Resolves when the background purges started so far are done. */
   flush(): Promise<void> {
-    return this.#expiry.flush();
+    return this.expiry.flush();
   }
 
   #expired(key: string, at: number | undefined): boolean {

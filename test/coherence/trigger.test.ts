@@ -189,7 +189,7 @@ describe.skipIf(!ok)("postgresql change feed (trigger)", () => {
           fix: expect.stringContaining("terraphim_changes"),
         }),
       ]);
-      expect(`${r.stdout}${r.stderr}`).not.toContain(role + "@"); // no connection string echoed
+      expect(`${r.stdout}${r.stderr}`).not.toContain(`${role}@`); // no connection string echoed
     } finally {
       env.cleanup();
     }

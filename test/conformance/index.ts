@@ -3,7 +3,7 @@
  * `describeOperatorConformance` with a factory for a real backend; the suite
  * branches on `capabilities`, never on the scheme name.
  */
-import { randomBytes, randomUUID } from "node:crypto";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { ClosedError, InvalidKeyError, NotFoundError, UnsupportedError } from "../../src/errors.js";
 import type { Operator } from "../../src/operators/types.js";
@@ -103,6 +103,55 @@ export function describeOperatorConformance(target: ConformanceTarget): void {
       await op.write(key, buf);
       buf[0] = 99;
       expect(Array.from(await op.read(key))).toEqual([5, 6, 7]);
+    });
+
+    it(`[${target.name}] batched reads and digests, where offered: in order, absent keys undefined, digests of the bytes`, async () => {
+      const op = await fresh();
+      const { batchSize, digest } = op.capabilities;
+      expect(op.readMany === undefined).toBe(batchSize === undefined);
+      expect(op.digestMany !== undefined).toBe(digest?.source === "keys");
+      expect(op.listDigests !== undefined).toBe(digest?.source === "listing");
+      const p = prefix();
+      // More keys than one call carries (the driver splits), absent ones between, bytes of every value, one empty.
+      const n = Math.min((batchSize ?? 8) + 3, 1100);
+      const keys = Array.from({ length: n }, (_, i) => `${p}/m/${String(i).padStart(4, "0")}.bin`);
+      const values = keys.map((_, i) =>
+        i % 5 === 2 ? undefined : i === 7 ? new Uint8Array() : randomBytes(1 + (i % 300)),
+      );
+      await Promise.all(keys.map((k, i) => (values[i] ? op.write(k, values[i]!) : undefined)));
+      if (op.readMany) {
+        const got = await op.readMany([...keys, keys[0]!]);
+        expect(got).toHaveLength(n + 1);
+        got.forEach((v, i) => {
+          const want = values[i % n];
+          if (want === undefined) expect(v).toBeUndefined();
+          else expect(Buffer.from(v!).equals(Buffer.from(want))).toBe(true);
+        });
+        expect(await op.readMany([])).toEqual([]);
+      }
+      if (op.readManyStored) {
+        // Text only where it stands for the bytes exactly (random bytes are mostly invalid UTF-8).
+        const got = await op.readManyStored(keys);
+        got.forEach((v, i) => {
+          const want = values[i];
+          if (want === undefined) {
+            expect(v).toBeUndefined();
+            return;
+          }
+          const bytes = typeof v!.data === "string" ? Buffer.from(v!.data, "utf8") : Buffer.from(v!.data);
+          expect(bytes.equals(Buffer.from(want)), keys[i]).toBe(true);
+          expect(v!.size).toBe(want.length);
+        });
+      }
+      const hex = (v: Uint8Array | undefined) => v && createHash(digest!.algorithm).update(v).digest("hex");
+      if (op.digestMany) {
+        expect(await op.digestMany(keys)).toEqual(values.map(hex));
+      }
+      if (op.listDigests) {
+        const listed = await op.listDigests(`${p}/m/`);
+        expect([...listed.keys()].sort()).toEqual(keys.filter((_, i) => values[i]));
+        for (const [k, d] of listed) expect(d).toBe(hex(values[keys.indexOf(k)]));
+      }
     });
 
     it(`[${target.name}] writeSync, where offered, stores exactly what write does`, async () => {

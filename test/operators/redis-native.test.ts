@@ -12,6 +12,7 @@ import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BackendError, ProfileError } from "../../src/errors.js";
+import { keySlot } from "../../src/operators/drivers/_redis-slots.js";
 import { opendalOperator } from "../../src/operators/drivers/opendal.js";
 import { redisOperator } from "../../src/operators/drivers/redis.js";
 import type { Operator } from "../../src/operators/types.js";
@@ -74,7 +75,9 @@ describe.skipIf(!shared)("redis native (shared server on 127.0.0.1:6379)", () =>
   it("states its capabilities: shared, durable, lists", async () => {
     const op = await redisOperator({ root: `/${namespace}/` }, "redis");
     expect(op.scheme).toBe("redis");
-    expect(op.capabilities).toEqual({ list: true, lastModified: false, durable: true, shared: true, syncRead: false });
+    expect(op.capabilities).toMatchObject({ list: true, lastModified: false, durable: true, shared: true });
+    expect(op.capabilities.syncRead).toBe(false);
+    expect([op.capabilities.batchSize, op.capabilities.digest]).toEqual([1000, { algorithm: "sha1", source: "keys" }]);
     await op.close();
   });
 
@@ -440,6 +443,13 @@ describe.skipIf(!binaries)("redis native on a local 3-master Redis Cluster", () 
     redisOperator({ cluster_endpoints: running().endpoints, root }, "cluster");
 
   describeOperatorConformance({ name: "redis cluster (ioredis)", create: () => create("/conformance/") });
+
+  it("computes hash slots as the Cluster does (hash tags, UTF-8)", async () => {
+    const keys = ["a.json", "document_x.json", "{user1}.a", "x{user1}y", "{}a", "a{}b{c}", "日本語/キー.json", "{"];
+    for (const key of keys) {
+      expect(keySlot(key), key).toBe(Number((await running().cli("cluster", "keyslot", key)).trim()));
+    }
+  });
 
   it("lists keys from every master", async () => {
     const op = await create("/spread/");

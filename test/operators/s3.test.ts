@@ -21,7 +21,14 @@ describeOperatorConformance({
 describe("s3 (s3rver)", () => {
   it("states its capabilities: lists, shared, durable, with modification times", async () => {
     const op = await opendalOperator("s3", s3Options(s3));
-    expect(op.capabilities).toEqual({ list: true, lastModified: true, durable: true, shared: true, syncRead: false });
+    expect(op.capabilities).toEqual({
+      list: true,
+      lastModified: true,
+      durable: true,
+      shared: true,
+      syncRead: false,
+      digest: { algorithm: "md5", source: "listing" },
+    });
     await op.close();
   });
 

@@ -5,6 +5,7 @@
  * @module
  */
 import { ProfileError, registerSecret } from "../../errors.js";
+import type { RedisChangeFeed } from "../types.js";
 import { networkAddress } from "./_net.js";
 import { normalizeRoot, profileOptions, urlPassword } from "./_shared.js";
 
@@ -176,6 +177,21 @@ export function redisConfig(options: Record<string, string>, profile: string): R
     if (!address) return bad(key, `expected tcp://host:port, got ${JSON.stringify(raw)}`);
     return { ...address, tls: scheme === "rediss" };
   }
+}
+
+/**
+ * Where a redis profile's server reports its changes (see `Operator.changeFeed`), from its options alone:
+ * known before the server answers.
+ * @throws ProfileError for bad options.
+ */
+export function redisChangeFeed(options: Record<string, string>, profile = "redis"): RedisChangeFeed {
+  return redisFeed(redisConfig(options, profile));
+}
+
+/** The change feed of a checked config. */
+export function redisFeed(config: RedisConfig): RedisChangeFeed {
+  const { targets, cluster, username, password, prefix } = config;
+  return { kind: "redis", targets, cluster, username, password, prefix };
 }
 
 /** Seconds in a friendly (`1h 30m`, `90 seconds`) or ISO 8601 (`PT1H30M`) duration, or undefined. */

@@ -118,3 +118,88 @@ export function redactedCopy(err: unknown, options: RedactedCopyOptions = {}): E
   }
   return copy;
 }
+
+/** One read waiting in a {@link ReadCoalescer} batch. */
+interface WaitingRead {
+  path: string;
+  resolve: (value: Uint8Array | undefined) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Coalesces single reads made in the same turn of the event loop into batched ones: 64 loads
+ * in flight become one `MGET` (or one `= ANY($1)`) instead of 64 commands, at most `max` keys
+ * per call. A read while nothing is in flight is sent at once (`readOne`); others wait for the
+ * end of the turn (`process.nextTick`) and go together. A failed batch fails
+ * each of its reads with the same error (each caller's retries then apply).
+ */
+export class ReadCoalescer {
+  #waiting: WaitingRead[] | undefined;
+  /** Calls sent and not yet answered. */
+  #inFlight = 0;
+  readonly #flush = () => this.#send();
+  readonly #done = () => {
+    this.#inFlight--;
+  };
+
+  /**
+   * @param readMany the values of a batch in order; an `Error` in place of a value fails that
+   *   read alone (a Cluster's batch spans several servers, one of which may be down).
+   */
+  constructor(
+    private readonly readOne: (path: string) => Promise<Uint8Array | undefined>,
+    private readonly readMany: (paths: readonly string[]) => Promise<(Uint8Array | undefined | Error)[]>,
+    private readonly max: number,
+  ) {}
+
+  /** The value of `path` (checked and translated by the caller), or undefined when absent. */
+  read(path: string): Promise<Uint8Array | undefined> {
+    // Nothing waiting and nothing in flight: a lone read (one at a time) goes at once, without a turn's wait.
+    if (this.#waiting === undefined && this.#inFlight === 0) return this.#track(this.readOne(path));
+    return new Promise((resolve, reject) => {
+      let waiting = this.#waiting;
+      if (waiting === undefined) {
+        waiting = this.#waiting = [];
+        process.nextTick(this.#flush);
+      }
+      waiting.push({ path, resolve, reject });
+      if (waiting.length >= this.max) this.#send();
+    });
+  }
+
+  #track<T>(p: Promise<T>): Promise<T> {
+    this.#inFlight++;
+    p.then(this.#done, this.#done);
+    return p;
+  }
+
+  #send(): void {
+    const batch = this.#waiting;
+    if (batch === undefined) return;
+    this.#waiting = undefined;
+    if (batch.length === 1) {
+      const only = batch[0]!;
+      this.#track(this.readOne(only.path)).then(only.resolve, only.reject);
+      return;
+    }
+    this.#track(this.readMany(batch.map((w) => w.path))).then(
+      (values) => {
+        for (let i = 0; i < batch.length; i++) {
+          const v = values[i];
+          if (v instanceof Error) batch[i]!.reject(v);
+          else batch[i]!.resolve(v);
+        }
+      },
+      (err) => {
+        for (const w of batch) w.reject(err);
+      },
+    );
+  }
+}
+
+/** `items` in consecutive chunks of at most `size`. */
+export function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}

@@ -4,16 +4,25 @@
  *
  * @module
  */
-import { readFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
-import type { ExecuteValues, Pool, PoolOptions } from "mysql2";
-import { BackendError, InvalidKeyError, NotFoundError, ProfileError, registerSecret } from "../../errors.js";
+import type { ExecuteValues, Pool } from "mysql2";
+import { BackendError, InvalidKeyError, NotFoundError, ProfileError } from "../../errors.js";
 import { MAX_KEY_BYTES, validateKey, validatePrefix } from "../../keys/index.js";
 import { peerError } from "../../optional-peers.js";
-import type { Operator, StatResult } from "../types.js";
+import type { Operator, OperatorCapabilities, StatResult } from "../types.js";
+import { parseConnectionString } from "./_mysql-options.js";
 import { CAUSE, checkTable, fits, type KeyColumn } from "./_mysql-table.js";
 import { assertReachable, networkAddress } from "./_net.js";
-import { asBuffer, NETWORK_CAPABILITIES, normalizeRoot, OpenState, profileOptions, redactedCopy } from "./_shared.js";
+import {
+  asBuffer,
+  chunks,
+  NETWORK_CAPABILITIES,
+  normalizeRoot,
+  OpenState,
+  profileOptions,
+  ReadCoalescer,
+  redactedCopy,
+} from "./_shared.js";
 import {
   CLOSE_GRACE_MS,
   checkSqlIdentifiers,
@@ -43,13 +52,18 @@ export interface MysqlOperatorOptions extends SqlOperatorOptions {
   connection_string?: string;
 }
 
-const CONNECTION_PARAMS = ["ssl-mode", "ssl-ca"];
-const SSL_MODES = ["disabled", "preferred", "required", "verify_ca", "verify_identity"];
-
 /** A new connection's TCP connect + handshake; a call needing one fails after this on a dead or hung server. */
 const CONNECT_TIMEOUT_MS = 3000;
 /** Key column of a table created here: the longest key plus a root as long. */
 const KEY_COLUMN_BYTES = 2 * MAX_KEY_BYTES;
+/** Keys per `IN (...)` query of `readMany` / `digestMany`. */
+const BATCH_SIZE = 1000;
+/** What a mysql store can do: list, batched reads, server-side MD5 digests of values. */
+const CAPABILITIES: OperatorCapabilities = Object.freeze({
+  ...NETWORK_CAPABILITIES,
+  batchSize: BATCH_SIZE,
+  digest: Object.freeze({ algorithm: "md5", source: "keys" } as const),
+});
 /** mysql2's error (no code) for a call queued on a pool that was ended. */
 const POOL_CLOSED = "Pool is closed.";
 /** Connection-level failures: retrying on a fresh connection may succeed. */
@@ -69,15 +83,6 @@ const TRANSIENT_CODES = new Set([
   "ER_SERVER_SHUTDOWN",
 ]);
 
-interface Target {
-  host: string;
-  port: number;
-  user: string;
-  password: string | undefined;
-  database: string;
-  ssl: PoolOptions["ssl"];
-}
-
 type Rows = { r: unknown }[];
 
 /**
@@ -86,7 +91,9 @@ type Rows = { r: unknown }[];
  * renamed), with `root` applied as OpenDAL applies it. Names must be plain
  * identifiers (see `table`), and are quoted all the same; writes are an UPSERT
  * (`INSERT ... ON DUPLICATE KEY UPDATE`); `list` is a `LIKE` prefix query with
- * `%`, `_` and `\` escaped.
+ * `%`, `_` and `\` escaped. mysql2 cannot pipeline on a connection: reads made
+ * in the same event-loop turn go as one `IN (...)` query instead, and
+ * `readMany` / `digestMany` (`MD5()`) take up to 1,000 keys a query.
  *
  * A missing table is created: `(key VARBINARY(2048) NOT NULL PRIMARY KEY,
  * value LONGBLOB NOT NULL)`, binary so that keys compare byte for byte (`A.json`
@@ -169,6 +176,9 @@ export async function mysqlOperator(options: Record<string, string>, profile = "
   const sDel = `DELETE FROM ${t} WHERE ${k} = ?`;
   // The escape character is bound, not written as '\\': that literal means two characters under NO_BACKSLASH_ESCAPES.
   const sList = `SELECT ${k} AS r FROM ${t} WHERE ${k} LIKE ? ESCAPE ? ORDER BY ${k}`;
+  // Batches go by the text protocol (\`IN (?)\` expands an array): a prepared statement per batch size would pile up.
+  const sMany = `SELECT ${k} AS k, ${v} AS r FROM ${t} WHERE ${k} IN (?)`;
+  const sDigests = `SELECT ${k} AS k, MD5(${v}) AS r FROM ${t} WHERE ${k} IN (?)`;
 
   const exec = (statement: string, values: ExecuteValues[]): Promise<unknown> =>
     new Promise((resolve, reject) => {
@@ -216,16 +226,52 @@ export async function mysqlOperator(options: Record<string, string>, profile = "
   };
   const notFound = (path: string) =>
     new NotFoundError(`Key "${path}" not found in mysql table ${t}`, { profile, key: path });
+  /** `statement` (`key, column ... IN (?)`) over row keys, up to {@link BATCH_SIZE} a query; in order, undefined where absent. */
+  const byKeys = async (statement: string, keys: readonly string[], path: string | undefined) => {
+    const parts = await Promise.all(
+      chunks(keys, BATCH_SIZE).map(async (batch) => {
+        let rows: { k: string | Buffer; r: unknown }[];
+        try {
+          rows = await new Promise((resolve, reject) => {
+            pools.current.pool.query(statement, [batch], (err, r) => (err ? reject(err) : resolve(r as typeof rows)));
+          });
+        } catch (err) {
+          return fail("read", path, err);
+        }
+        const found = new Map(rows.map((row) => [typeof row.k === "string" ? row.k : row.k.toString("utf8"), row.r]));
+        return batch.map((key) => found.get(key));
+      }),
+    );
+    return parts.flat();
+  };
+  // mysql2 hands out a view of its packet buffer: copy, so that a kept value does not pin the packet.
+  const bytes = (r: unknown) =>
+    r === undefined ? undefined : r == null ? Buffer.alloc(0) : Buffer.from(r as Uint8Array);
+  const many = (paths: readonly string[]) =>
+    paths.length === 1 ? paths[0] : `${paths[0]} (+${paths.length - 1} more)`;
+  // Row keys already checked: the reads of one turn go as one `IN (...)`.
+  const coalescer = new ReadCoalescer(
+    async (key) => {
+      const row = ((await run("read", key.slice(root.length), sGet, [key])) as Rows)[0];
+      return row === undefined ? undefined : bytes(row.r);
+    },
+    async (keys) => (await byKeys(sMany, keys, many(keys.map((key) => key.slice(root.length))))).map(bytes),
+    BATCH_SIZE,
+  );
 
   return {
     scheme: "mysql",
-    capabilities: NETWORK_CAPABILITIES,
+    capabilities: CAPABILITIES,
     async read(path) {
-      const rows = (await run("read", path, sGet, [rowKey(path)])) as Rows;
-      const row = rows[0];
-      if (row === undefined) throw notFound(path);
-      // mysql2 hands out a view of its packet buffer: copy, so that a kept value does not pin the packet.
-      return row.r == null ? Buffer.alloc(0) : Buffer.from(row.r as Uint8Array);
+      const value = await coalescer.read(rowKey(path));
+      if (value === undefined) throw notFound(path);
+      return value;
+    },
+    async readMany(paths) {
+      return (await byKeys(sMany, paths.map(rowKey), many(paths))).map(bytes);
+    },
+    async digestMany(paths) {
+      return (await byKeys(sDigests, paths.map(rowKey), many(paths))).map((r) => (r == null ? undefined : String(r)));
     },
     async write(path, data) {
       const key = rowKey(path);
@@ -262,76 +308,6 @@ export async function mysqlOperator(options: Record<string, string>, profile = "
 
 function checkOptions(options: Record<string, string>, profile: string): MysqlOperatorOptions {
   return profileOptions(options, SQL_OPTION_KEYS, "mysql", profile);
-}
-
-function parseConnectionString(raw: string | undefined, profile: string): Target {
-  const path = `profiles.${profile}.connection_string`;
-  const example = "mysql://user:password@host:3306/database";
-  if (!raw) throw new ProfileError(`${path}: required (${example})`, { profile });
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw new ProfileError(`${path}: expected a URL like ${example}`, { profile });
-  }
-  const password = url.password ? decode(url.password) : undefined;
-  registerSecret(password);
-  if (url.protocol !== "mysql:" && url.protocol !== "mariadb:") {
-    throw new ProfileError(`${path}: expected a mysql:// URL, got ${JSON.stringify(url.protocol)}`, { profile });
-  }
-  const host = url.hostname.replace(/^\[|\]$/g, "");
-  if (!host) throw new ProfileError(`${path}: no host in it (${example})`, { profile });
-  const database = decode(url.pathname.replace(/^\//, ""));
-  if (!database) throw new ProfileError(`${path}: no database in it (${example})`, { profile });
-  for (const name of url.searchParams.keys()) {
-    if (!CONNECTION_PARAMS.includes(name)) {
-      throw new ProfileError(`${path}: unknown parameter "${name}" (accepted: ${CONNECTION_PARAMS.join(", ")})`, {
-        profile,
-      });
-    }
-  }
-  const mode = (url.searchParams.get("ssl-mode") ?? "disabled").toLowerCase().replaceAll("-", "_");
-  if (!SSL_MODES.includes(mode)) {
-    throw new ProfileError(`${path}: ssl-mode must be one of ${SSL_MODES.join(", ")}, got ${JSON.stringify(mode)}`, {
-      profile,
-    });
-  }
-  const caFile = url.searchParams.get("ssl-ca");
-  let ca: string | undefined;
-  if (caFile) {
-    try {
-      ca = readFileSync(caFile, "utf8");
-    } catch (err) {
-      throw new ProfileError(`${path}: cannot read ssl-ca "${caFile}": ${(err as Error).message}`, { profile });
-    }
-  }
-  // sqlx's `preferred` falls back to plain text when the server has no TLS; mysql2 cannot, so it means plain text here.
-  const ssl: PoolOptions["ssl"] =
-    mode === "disabled" || mode === "preferred"
-      ? undefined
-      : mode === "required"
-        ? { rejectUnauthorized: false, ...(ca && { ca }) }
-        : {
-            rejectUnauthorized: true,
-            ...(ca && { ca }),
-            ...(mode === "verify_ca" && { checkServerIdentity: () => undefined }),
-          };
-  return {
-    host,
-    port: url.port ? Number(url.port) : 3306,
-    user: url.username ? decode(url.username) : "root",
-    password,
-    database,
-    ssl,
-  };
-}
-
-function decode(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
-  }
 }
 
 /** The name `value` gives (checked by `checkSqlIdentifiers`), else `fallback`; `table` has none. */

@@ -1,6 +1,6 @@
 import { chmodSync, mkdirSync, readdirSync, realpathSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
-import type { Operator as NativeOperator } from "opendal";
+import type { Entry, Operator as NativeOperator } from "opendal";
 import {
   BackendError,
   LockedError,
@@ -38,6 +38,14 @@ export interface OpendalErrorContext {
 const VOLATILE_SCHEMES = new Set(["memory", "dashmap", "moka", "mini_moka", "mini-moka"]);
 /** Schemes whose `stat` reports a modification time (object stores, file systems); key-value stores do not. */
 const LAST_MODIFIED_SCHEMES = new Set(["s3", "gcs", "azblob", "azdls", "azfile", "oss", "cos", "obs", "b2", "fs"]);
+/**
+ * Schemes whose listing carries an ETag that is the MD5 of the bytes for a value written in
+ * one part (S3's ListObjectsV2, 1,000 keys per call): a local copy can be checked against the
+ * listing without reading the value. A multipart ETag (`<hex>-<parts>`) is no MD5: unknown.
+ */
+const LISTING_MD5_SCHEMES = new Set(["s3"]);
+/** An S3 ETag that is an MD5: 32 hex digits, quoted. */
+const MD5_ETAG = /^"?([0-9a-f]{32})"?$/i;
 /** sled flushes every 500 ms (not configurable through the binding): `close()` waits this long after a write. */
 const SLED_FLUSH_MS = 750;
 /** Option keys whose values are credentials, kept out of every message. */
@@ -286,6 +294,9 @@ function wrap(
     durable: !VOLATILE_SCHEMES.has(scheme),
     shared: cap.shared,
     syncRead: false,
+    ...(LISTING_MD5_SCHEMES.has(scheme) && cap.list
+      ? { digest: Object.freeze({ algorithm: "md5", source: "listing" } as const) }
+      : {}),
   });
   const state = new OpenState(scheme);
   const key = (path: string) => {
@@ -302,6 +313,24 @@ function wrap(
   };
   const changed = () => {
     if (file) file.lastChange = Date.now();
+  };
+  /** The entries of the keys under `prefix` (files only), by key. */
+  const listed = async (prefix: string | undefined) => {
+    const p = validatePrefix(prefix, profile);
+    state.check();
+    if (!capabilities.list) {
+      // redb's native list() returns [] without error: never trust it.
+      throw new UnsupportedError(`profile "${profile}": the ${scheme} backend cannot list keys`, { profile });
+    }
+    // List the deepest directory the prefix names, then filter: works the same on every service.
+    const dir = p.slice(0, p.lastIndexOf("/") + 1);
+    const entries = await call("list", p || undefined, () => native.list(dir, { recursive: true }));
+    const out = new Map<string, Entry>();
+    for (const entry of entries) {
+      const path = entry.path().replace(/^\/+/, "");
+      if (!path.endsWith("/") && path.startsWith(p)) out.set(path, entry);
+    }
+    return out;
   };
 
   return {
@@ -335,22 +364,18 @@ function wrap(
       return call("exists", k, () => native.exists(k));
     },
     async list(prefix) {
-      const p = validatePrefix(prefix, profile);
-      state.check();
-      if (!capabilities.list) {
-        // redb's native list() returns [] without error: never trust it.
-        throw new UnsupportedError(`profile "${profile}": the ${scheme} backend cannot list keys`, { profile });
-      }
-      // List the deepest directory the prefix names, then filter: works the same on every service.
-      const dir = p.slice(0, p.lastIndexOf("/") + 1);
-      const entries = await call("list", p || undefined, () => native.list(dir, { recursive: true }));
-      const keys: string[] = [];
-      for (const entry of entries) {
-        const path = entry.path().replace(/^\/+/, "");
-        if (!path.endsWith("/") && path.startsWith(p)) keys.push(path);
-      }
-      return keys.sort();
+      return [...(await listed(prefix)).keys()].sort();
     },
+    ...(capabilities.digest && {
+      /** Keys with the MD5 their ETag carries (undefined for a multipart or otherwise non-MD5 ETag). */
+      async listDigests(prefix?: string) {
+        const out = new Map<string, string | undefined>();
+        for (const [path, entry] of await listed(prefix)) {
+          out.set(path, MD5_ETAG.exec(entry.metadata().etag ?? "")?.[1]?.toLowerCase());
+        }
+        return out;
+      },
+    }),
     async close() {
       if (!state.close() || !file) return;
       file.claimed = false;

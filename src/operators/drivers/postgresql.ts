@@ -4,8 +4,7 @@
  *
  * @module
  */
-import { Socket } from "node:net";
-import type { DatabaseError, Pool, QueryArrayConfig } from "pg";
+import type { DatabaseError, QueryArrayConfig } from "pg";
 import {
   BackendError,
   ClosedError,
@@ -15,18 +14,24 @@ import {
   registerSecret,
 } from "../../errors.js";
 import { validateKey, validatePrefix } from "../../keys/index.js";
-import type { Operator, PostgresqlChangeFeed, StatResult } from "../types.js";
-import { assertReachable, networkAddress } from "./_net.js";
+import type { Operator, OperatorCapabilities, PostgresqlChangeFeed, StatResult } from "../types.js";
+import { assertReachable } from "./_net.js";
+import { parsePgOptions } from "./_pg-options.js";
+import { endConnections, PipelinedConnections } from "./_pg-pipeline.js";
+
+export { type PostgresqlOperatorOptions, postgresqlChangeFeed } from "./_pg-options.js";
+
 import {
+  chunks,
   NETWORK_CAPABILITIES,
   normalizeRoot,
   OpenState,
   profileOptions,
+  ReadCoalescer,
   type RedactedCopyOptions,
   redactedCopy,
 } from "./_shared.js";
 import {
-  CLOSE_GRACE_MS,
   checkSqlIdentifiers,
   escapeLike,
   type PoolHandle,
@@ -35,22 +40,7 @@ import {
   quoteIdentifier,
   SQL_OPTION_KEYS,
   type SqlOperatorOptions,
-  tracked,
 } from "./_sql.js";
-
-/**
- * Options of the `postgresql` operator (see {@link SqlOperatorOptions}). The
- * table is created when missing as `(key TEXT PRIMARY KEY, value BYTEA NOT NULL)`.
- */
-export interface PostgresqlOperatorOptions extends SqlOperatorOptions {
-  /**
-   * The server, as a URL: `postgresql://user:password@host:port/database`
-   * (`postgres://` too; query parameters as node-postgres reads them, e.g.
-   * `sslmode`). Required. The password never appears in an error.
-   * @example "postgresql://terraphim:secret@db.local:5432/terraphim"
-   */
-  connection_string?: string;
-}
 
 /**
  * A new connection's TCP connect and start-up, and a call's wait for a free
@@ -58,25 +48,37 @@ export interface PostgresqlOperatorOptions extends SqlOperatorOptions {
  * (against a dead one at once: the connect is refused).
  */
 const CONNECT_TIMEOUT_MS = 3000;
+/** Keys per `= ANY($1)` query of `readMany` / `digestMany`. */
+const BATCH_SIZE = 1000;
+/** What a postgresql store can do: list, batched reads, server-side MD5 digests of values. */
+const CAPABILITIES: OperatorCapabilities = Object.freeze({
+  ...NETWORK_CAPABILITIES,
+  batchSize: BATCH_SIZE,
+  digest: Object.freeze({ algorithm: "md5", source: "keys" } as const),
+});
 /** An error kept as a cause: message and stack without secrets, its SQLSTATE / errno code kept. */
 const CAUSE: RedactedCopyOptions = { fields: ["code"] };
 /**
  * SQLSTATEs after which the same call may succeed: connection exceptions (08),
  * too many connections and other resource shortages (53), server shutting
  * down or starting (57P01-57P03), query cancelled (57014), serialization
- * failure, deadlock, lock not available; and the table gone (42P01: the next
- * call creates it again).
+ * failure, deadlock, lock not available; the table gone (42P01: the next
+ * call creates it again); a prepared statement whose pipelined Parse failed (26000).
  */
-const TRANSIENT_SQLSTATE = /^(08|53|57P0[123]$|57014$|40001$|40P01$|55P03$|42P01$)/;
+const TRANSIENT_SQLSTATE = /^(08|53|57P0[123]$|57014$|40001$|40P01$|55P03$|42P01$|26000$)/;
 
 /**
- * A store in one PostgreSQL table through a node-postgres pool: the table,
+ * A store in one PostgreSQL table through node-postgres connections in
+ * pipeline mode (up to `pool_size`, a call on a key always on the same one,
+ * see `_pg-pipeline.ts`): the table,
  * keys and bytes OpenDAL's postgresql service uses (`key TEXT PRIMARY KEY,
  * value BYTEA NOT NULL` unless renamed), with `root` applied as OpenDAL
  * applies it. Names must be plain lower-case identifiers (see `table`), and
  * are quoted all the same; writes are an UPSERT (`INSERT ... ON CONFLICT (key)
  * DO UPDATE`); `list` is a `LIKE` prefix query with `%`, `_` and `\` escaped.
- * Statements are prepared once per connection.
+ * Statements are prepared once per connection. Reads made in the same
+ * event-loop turn go as one `WHERE key = ANY($1)`; `readMany` and
+ * `digestMany` (`md5(value)`) take up to 1,000 keys a query.
  *
  * Nothing connects until the first call. That call also checks the table:
  * a missing one is created (`CREATE TABLE IF NOT EXISTS`); one that cannot be
@@ -97,40 +99,8 @@ const TRANSIENT_SQLSTATE = /^(08|53|57P0[123]$|57014$|40001$|40P01$|55P03$|42P01
  * await op.write("document_a.json", '{"id":"a"}');
  * await op.close();
  */
-/** The options of a postgresql profile, checked once (no I/O). */
-function parseOptions(options: Record<string, string>, profile: string) {
-  const opt = checkOptions(options, profile);
-  checkSqlIdentifiers("postgresql", opt, profile);
-  const { text: connectionString, url } = connectionUrl(opt.connection_string, profile);
-  const tableName = identifier(opt.table, "table", undefined, profile);
-  const keyName = identifier(opt.key_field, "key_field", "key", profile);
-  const valueName = identifier(opt.value_field, "value_field", "value", profile);
-  if (opt.root?.includes("\0")) throw new ProfileError(`profiles.${profile}.root: cannot contain NUL`, { profile });
-  const root = normalizeRoot(opt.root ?? "/");
-  const address = networkAddress("postgresql", { connection_string: connectionString });
-  const where = address ? `${address.host}:${address.port}${url.pathname}` : "postgresql";
-  const changeFeed: PostgresqlChangeFeed = {
-    kind: "postgresql",
-    connectionString,
-    where,
-    table: tableName,
-    keyField: keyName,
-    prefix: root,
-  };
-  return { opt, connectionString, url, tableName, keyName, valueName, root, address, where, changeFeed };
-}
-
-/**
- * Where a postgresql profile's server reports its changes (see `Operator.changeFeed`), from its options
- * alone: known before the server answers.
- * @throws ProfileError for bad options.
- */
-export function postgresqlChangeFeed(options: Record<string, string>, profile = "postgresql"): PostgresqlChangeFeed {
-  return parseOptions(options, profile).changeFeed;
-}
-
 export async function postgresqlOperator(options: Record<string, string>, profile = "postgresql"): Promise<Operator> {
-  const { opt, connectionString, url, tableName, keyName, valueName, root, address, where, changeFeed } = parseOptions(
+  const { opt, connectionString, tableName, keyName, valueName, root, address, where, changeFeed } = parsePgOptions(
     options,
     profile,
   );
@@ -147,22 +117,13 @@ export async function postgresqlOperator(options: Record<string, string>, profil
       cause: redactedCopy(err, CAUSE),
     });
   }
-  const openPool = (): PoolHandle<Pool> => {
-    const sockets = new Set<Socket>();
-    const pool = new pg.Pool({
-      connectionString,
-      max: poolSize,
-      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-      keepAlive: true,
-      // Idle connections do not keep the process alive.
-      allowExitOnIdle: true,
-      // node-postgres connects it (TCP or unix socket, TLS on top where asked); ours so that close() can destroy it.
-      stream: () => tracked(sockets, new Socket()),
-    });
-    // An idle connection that breaks (the server went away) is dropped by the pool; without a
-    // listener its error would crash the process.
-    pool.on("error", () => {});
-    return { pool, sockets };
+  const openPool = (): PoolHandle<PipelinedConnections> => {
+    const pool = new PipelinedConnections(
+      pg,
+      { connectionString, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, keepAlive: true },
+      poolSize,
+    );
+    return { pool, sockets: pool.sockets };
   };
 
   const quote = (name: string) => quoteIdentifier(name, '"');
@@ -177,6 +138,8 @@ export async function postgresqlOperator(options: Record<string, string>, profil
     delete: `DELETE FROM ${t} WHERE ${k} = $1 RETURNING 1`,
     // E'\\' is one backslash whatever standard_conforming_strings says; "C" sorts by code point, as JS does below U+10000.
     list: `SELECT ${k} FROM ${t} WHERE ${k} LIKE $1 ESCAPE E'\\\\' ORDER BY ${k} COLLATE "C"`,
+    readMany: `SELECT ${k}, ${v} FROM ${t} WHERE ${k} = ANY($1)`,
+    digestMany: `SELECT ${k}, md5(${v}) FROM ${t} WHERE ${k} = ANY($1)`,
   };
   // One round trip: whether the table exists, and the types of its two columns.
   const inspect = `SELECT c.oid IS NOT NULL, kc.typ, vc.typ FROM (SELECT to_regclass($1::text) AS oid) c
@@ -187,7 +150,7 @@ export async function postgresqlOperator(options: Record<string, string>, profil
 
   const state = new OpenState("postgresql");
   // After repeated timeouts (the Tier's call) a fresh pool takes the next calls; the old one ends in the background.
-  const pools = new PoolSlot(openPool, endPool, state);
+  const pools = new PoolSlot(openPool, endConnections, state);
   /** Whether the table was found or created (checked on the first call, again after it vanished). */
   let tableReady = false;
   let checking: Promise<void> | undefined;
@@ -216,16 +179,22 @@ export async function postgresqlOperator(options: Record<string, string>, profil
       { profile, key: path, cause: redactedCopy(err, CAUSE), transient },
     );
   };
-  const query = async (what: string, path: string | undefined, config: QueryArrayConfig): Promise<unknown[][]> => {
-    if (!tableReady) await checkTable(path);
+  /** Runs `config` on the connection of `route` (the row key, or the listing's pattern): calls on a key keep their order. */
+  const query = async (
+    what: string,
+    path: string | undefined,
+    config: QueryArrayConfig,
+    route: string,
+  ): Promise<unknown[][]> => {
+    if (!tableReady) await checkTable(path, route);
     try {
-      return (await pools.current.pool.query(config)).rows;
+      return await pools.current.pool.query(config, route);
     } catch (err) {
       throw fail(what, path, err);
     }
   };
-  const checkTable = (path: string | undefined): Promise<void> => {
-    checking ??= inspectTable(path).then(
+  const checkTable = (path: string | undefined, route: string): Promise<void> => {
+    checking ??= inspectTable(path, route).then(
       () => {
         tableReady = true;
         checking = undefined;
@@ -237,16 +206,17 @@ export async function postgresqlOperator(options: Record<string, string>, profil
     );
     return checking;
   };
-  const inspectTable = async (path: string | undefined): Promise<void> => {
+  const inspectTable = async (path: string | undefined, route: string): Promise<void> => {
     let row: unknown[] | undefined;
     try {
-      row = (await pools.current.pool.query({ text: inspect, values: [t, keyName, valueName], rowMode: "array" }))
-        .rows[0];
+      row = (
+        await pools.current.pool.query({ text: inspect, values: [t, keyName, valueName], rowMode: "array" }, route)
+      )[0];
     } catch (err) {
       throw fail("table check", path, err);
     }
     const [exists, keyType, valueType] = row ?? [];
-    if (!exists) return createTable(path);
+    if (!exists) return createTable(path, route);
     const problem =
       keyType == null
         ? `has no column ${k} (key_field)`
@@ -259,9 +229,9 @@ export async function postgresqlOperator(options: Record<string, string>, profil
     const message = `profile "${profile}": table ${t} at ${where} ${problem}; expected the layout of: ${ddl}`;
     throw new ProfileError(message, { profile, key: path });
   };
-  const createTable = async (path: string | undefined): Promise<void> => {
+  const createTable = async (path: string | undefined, route: string): Promise<void> => {
     try {
-      await pools.current.pool.query(ddl);
+      await pools.current.pool.query({ text: ddl, rowMode: "array" }, route);
     } catch (err) {
       const code = err instanceof pg.DatabaseError ? err.code : undefined;
       // Created meanwhile by another process (IF NOT EXISTS can race on the catalog).
@@ -281,107 +251,87 @@ export async function postgresqlOperator(options: Record<string, string>, profil
     return root === "" ? path : root + path;
   };
 
-  /** Runs the statement `sql[name]`, prepared once per connection under that name; rows as arrays. */
-  const run = (name: keyof typeof sql, path: string | undefined, values: unknown[]) =>
-    query(name, path, { name: `tp_${name}`, text: sql[name], values, rowMode: "array" });
+  /** Runs the statement `sql[name]`, prepared once per connection under that name, on the connection of `route`. */
+  const run = (name: keyof typeof sql, path: string | undefined, values: unknown[], route: string) =>
+    query(name, path, { name: `tp_${name}`, text: sql[name], values, rowMode: "array" }, route);
   /** The one column of the row of `path` (read, stat); NotFoundError when there is no row. */
   const column = async (name: "read" | "stat", path: string): Promise<unknown> => {
-    const row = (await run(name, path, [rowKey(path)]))[0];
-    if (row === undefined)
-      throw new NotFoundError(`Key "${path}" not found in postgresql table ${t}`, { profile, key: path });
+    const key = rowKey(path);
+    const row = (await run(name, path, [key], key))[0];
+    if (row === undefined) throw notFound(path);
     return row[0];
   };
+  const notFound = (path: string) =>
+    new NotFoundError(`Key "${path}" not found in postgresql table ${t}`, { profile, key: path });
+  /** `sql[name]` (`key, column WHERE key = ANY($1)`) over row keys, up to {@link BATCH_SIZE} a query; in order, undefined where absent. */
+  const byKeys = async <V>(name: "readMany" | "digestMany", keys: readonly string[], path: string | undefined) => {
+    const out: (V | undefined)[] = [];
+    for (const part of await Promise.all(
+      chunks(keys, BATCH_SIZE).map(async (batch) => {
+        const found = new Map<string, V>();
+        for (const row of await run(name, path, [batch], batch[0]!)) found.set(row[0] as string, row[1] as V);
+        return batch.map((key) => found.get(key));
+      }),
+    )) {
+      out.push(...part);
+    }
+    return out;
+  };
+  const many = (paths: readonly string[]) =>
+    paths.length === 1 ? paths[0] : `${paths[0]} (+${paths.length - 1} more)`;
+  const asBytes = (v: Buffer | null | undefined) => (v === undefined ? undefined : (v ?? Buffer.alloc(0)));
+  // Row keys already checked: the reads of one turn go as one `= ANY($1)`.
+  const coalescer = new ReadCoalescer(
+    async (key) => {
+      const row = (await run("read", key.slice(root.length), [key], key))[0];
+      return row === undefined ? undefined : ((row[0] as Buffer | null) ?? Buffer.alloc(0));
+    },
+    async (keys) => (await byKeys<Buffer | null>("readMany", keys, keys[0]!.slice(root.length))).map(asBytes),
+    BATCH_SIZE,
+  );
 
   return {
     scheme: "postgresql",
-    capabilities: NETWORK_CAPABILITIES,
+    capabilities: CAPABILITIES,
     changeFeed,
     async read(path) {
-      return ((await column("read", path)) as Buffer | null) ?? Buffer.alloc(0);
+      const value = await coalescer.read(rowKey(path));
+      if (value === undefined) throw notFound(path);
+      return value;
+    },
+    async readMany(paths) {
+      const keys = paths.map(rowKey);
+      return (await byKeys<Buffer | null>("readMany", keys, many(paths))).map(asBytes);
+    },
+    async digestMany(paths) {
+      const keys = paths.map(rowKey);
+      return byKeys<string>("digestMany", keys, many(paths));
     },
     async write(path, data) {
       const key = rowKey(path);
       // Always a fresh Buffer: node-postgres sends it as binary BYTEA, and the caller may reuse its own.
-      await run("write", path, [key, typeof data === "string" ? Buffer.from(data, "utf8") : Buffer.from(data)]);
+      await run("write", path, [key, typeof data === "string" ? Buffer.from(data, "utf8") : Buffer.from(data)], key);
     },
     async stat(path): Promise<StatResult> {
       return { contentLength: Number((await column("stat", path)) ?? 0) };
     },
     async delete(path) {
-      return (await run("delete", path, [rowKey(path)])).length > 0;
+      const key = rowKey(path);
+      return (await run("delete", path, [key], key)).length > 0;
     },
     async exists(path) {
-      return (await run("exists", path, [rowKey(path)])).length > 0;
+      const key = rowKey(path);
+      return (await run("exists", path, [key], key)).length > 0;
     },
     async list(prefix) {
       const p = validatePrefix(prefix, profile);
       state.check();
-      const rows = await run("list", p || undefined, [`${escapeLike(root + p)}%`]);
+      const pattern = `${escapeLike(root + p)}%`;
+      const rows = await run("list", p || undefined, [pattern], pattern);
       const cut = root.length;
       return rows.map((row) => (row[0] as string).slice(cut)).sort();
     },
     close: () => pools.close(),
     reset: () => pools.reset(),
   };
-}
-
-/** The options checked (see {@link profileOptions}); the connection string's password registered as a secret. */
-function checkOptions(options: Record<string, string>, profile: string): PostgresqlOperatorOptions {
-  const out: PostgresqlOperatorOptions = profileOptions(options, SQL_OPTION_KEYS, "postgresql", profile);
-  if (out.connection_string) {
-    try {
-      const password = new URL(out.connection_string).password;
-      registerSecret(password);
-      registerSecret(decodeURIComponent(password));
-    } catch {
-      // Not a URL: connectionUrl says so, without echoing it.
-    }
-  }
-  return out;
-}
-
-function connectionUrl(raw: string | undefined, profile: string): { text: string; url: URL } {
-  const shape = "postgresql://user:password@host:port/database";
-  if (!raw) throw new ProfileError(`profiles.${profile}.connection_string: required (${shape})`, { profile });
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    // The value may hold a password: never echo it.
-    throw new ProfileError(`profiles.${profile}.connection_string: expected a URL such as ${shape}`, { profile });
-  }
-  if (url.protocol !== "postgresql:" && url.protocol !== "postgres:") {
-    throw new ProfileError(
-      `profiles.${profile}.connection_string: expected a postgresql:// or postgres:// URL, got a ${url.protocol}// one`,
-      { profile },
-    );
-  }
-  return { text: raw, url };
-}
-
-/** The name `raw` gives (checked by `checkSqlIdentifiers`), else `fallback`; `table` has none. */
-function identifier(raw: string | undefined, option: string, fallback: string | undefined, profile: string): string {
-  const name = raw ?? fallback;
-  if (name === undefined) {
-    throw new ProfileError(`profiles.${profile}.${option}: required (the table holding the values)`, { profile });
-  }
-  return name;
-}
-
-/**
- * Ends a pool. A connection the server never answered (connecting to a hung
- * server) is dropped at once; calls in flight on the others get
- * {@link CLOSE_GRACE_MS} to finish, then every socket still open is destroyed.
- */
-async function endPool(handle: PoolHandle<Pool>): Promise<void> {
-  const ended = handle.pool.end();
-  for (const socket of handle.sockets) if (socket.bytesRead === 0) socket.destroy();
-  const force = setTimeout(() => {
-    for (const socket of handle.sockets) socket.destroy();
-  }, CLOSE_GRACE_MS);
-  try {
-    await ended;
-  } finally {
-    clearTimeout(force);
-  }
 }

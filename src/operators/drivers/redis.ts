@@ -4,39 +4,61 @@
  *
  * @module
  */
-import { statSync } from "node:fs";
-import type { Cluster, ClusterOptions, Redis, RedisOptions } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import { BackendError, NotFoundError, PersistenceError, ProfileError } from "../../errors.js";
 import { validateKey, validatePrefix } from "../../keys/index.js";
-import type { Operator, RedisChangeFeed, StatResult } from "../types.js";
-import { probeTcp, unreachable } from "./_net.js";
-import { type RedisConfig, redisConfig, type Target, type TcpTarget } from "./_redis-options.js";
-import { asBuffer, NETWORK_CAPABILITIES, OpenState, redactedCopy } from "./_shared.js";
+import type { Operator, OperatorCapabilities, StatResult, StoredValue } from "../types.js";
+import {
+  addressOf,
+  type Connection,
+  clusterOptions,
+  connect,
+  pipelineTurns,
+  probe,
+  REFUSED,
+  redisOptions,
+} from "./_redis-client.js";
+import { type RedisConfig, redisConfig, redisFeed, type TcpTarget } from "./_redis-options.js";
+import { bySlot, CLUSTER_SLOTS } from "./_redis-slots.js";
+import { asBuffer, chunks, NETWORK_CAPABILITIES, OpenState, ReadCoalescer, redactedCopy } from "./_shared.js";
 
-export type { RedisOperatorOptions } from "./_redis-options.js";
+export { type RedisOperatorOptions, redisChangeFeed } from "./_redis-options.js";
 
-/** TCP (and TLS) connect time limit of one attempt; ioredis' default is 10 s. */
-const CONNECT_TIMEOUT_MS = 2000;
-/** Reconnect back-off: 100 ms more per failed attempt, at most this; attempts never stop. */
-const MAX_RECONNECT_DELAY_MS = 1000;
 /** `close()` lets in-flight calls finish (`QUIT`) for at most this long, then drops the sockets. */
 const CLOSE_GRACE_MS = 1000;
-/** Hash slots of a Redis Cluster. */
-const CLUSTER_SLOTS = 16384;
 /** Keys per `SCAN` step. */
 const SCAN_COUNT = 1000;
+/** Keys per `MGET` or digest script call (a Cluster splits them further, one call per hash slot). */
+const BATCH_SIZE = 1000;
+/** What a redis store can do: list, batched reads, server-side SHA-1 digests of values. */
+const CAPABILITIES: OperatorCapabilities = Object.freeze({
+  ...NETWORK_CAPABILITIES,
+  batchSize: BATCH_SIZE,
+  digest: Object.freeze({ algorithm: "sha1", source: "keys" } as const),
+});
+/**
+ * The SHA-1 (hex) of each key's value, `false` (nil) where absent, in one round trip: what
+ * a revalidation compares instead of reading the values. Registered as a command, so it is
+ * sent by `EVALSHA` (its text once per connection, on `NOSCRIPT`).
+ */
+const DIGESTS_LUA = `local out = {}
+for i, key in ipairs(KEYS) do
+  local value = redis.call('GET', key)
+  if value then out[i] = redis.sha1hex(value) else out[i] = false end
+end
+return out`;
 /** Error replies that can go away on their own (a loading, busy or failing-over server). */
 const TRANSIENT_REPLY = /^(LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|READONLY)\b/;
-/** A database number the server does not have. */
-const SELECT_REFUSED = /DB index is out of range|invalid DB index/i;
-/** Errors that no retry fixes: a refused login, a missing database. */
-const REFUSED = /\b(NOAUTH|WRONGPASS|NOPERM)\b|invalid password|DB index is out of range|invalid DB index/i;
 /** Redis glob metacharacters (`MATCH` patterns), escaped with a backslash. */
 const GLOB_CHARS = /[*?[\]\\]/g;
 /**
  * A store on Redis through ioredis: `GET`/`SET`/`DEL` on `<root><key>` with
  * the raw value bytes (what OpenDAL writes), `list` by `SCAN` (on every master
- * of a cluster), one connection per server (ioredis pipelines concurrent calls).
+ * of a cluster), one connection per server, pipelined: the commands of one
+ * event-loop turn leave in one write, in call order, so the order of the
+ * calls on a key is kept (see {@link pipelineTurns}). Reads made in the same turn are sent as one
+ * `MGET` (one per hash slot on a Cluster); `readMany` and `digestMany` (a
+ * script returning `redis.sha1hex` of each value) take up to 1,000 keys a call.
  *
  * Opening probes the port (a dead server is a quick {@link ProfileError}) and
  * starts connecting without waiting: calls made during the first handshake
@@ -77,125 +99,22 @@ export async function redisOperator(options: Record<string, string>, profile = "
   return wrap(client, connect(client, config.cluster), config, profile);
 }
 
-const addressOf = (t: Target) => ("path" in t ? t.path : `${t.host}:${t.port}`);
-
-/**
- * Where a redis profile's server reports its changes (see `Operator.changeFeed`), from its options alone:
- * known before the server answers.
- * @throws ProfileError for bad options.
- */
-export function redisChangeFeed(options: Record<string, string>, profile = "redis"): RedisChangeFeed {
-  return feedOf(redisConfig(options, profile));
-}
-
-function feedOf(config: RedisConfig): RedisChangeFeed {
-  const { targets, cluster, username, password, prefix } = config;
-  return { kind: "redis", targets, cluster, username, password, prefix };
-}
-
-/** A dead server must be a quick, clear error: ioredis would keep reconnecting. A cluster needs one live seed. */
-async function probe(config: RedisConfig, profile: string): Promise<void> {
-  const tcp = config.targets.filter((t): t is TcpTarget => "host" in t);
-  if (tcp.length === 0) {
-    const { path } = config.targets[0] as { path: string };
-    if (!statSync(path, { throwIfNoEntry: false })?.isSocket()) {
-      throw unreachable(profile, `redis at ${path}`, "no such socket");
-    }
-    return;
-  }
-  const problems = await Promise.all(tcp.map((t) => probeTcp(t.host, t.port)));
-  if (!problems.includes(undefined)) {
-    throw unreachable(profile, `redis at ${addressOf(tcp[0]!)}`, problems[0]!);
-  }
-}
-
-const reconnectDelay = (attempt: number) => Math.min(attempt * 100, MAX_RECONNECT_DELAY_MS);
-
-function redisOptions(config: RedisConfig, target: Target): RedisOptions {
-  return {
-    ...("path" in target ? { path: target.path } : { host: target.host, port: target.port }),
-    // Node sends the host as TLS server name (SNI) itself, except for an IP address (RFC 6066).
-    ...("tls" in target && target.tls ? { tls: {} } : {}),
-    username: config.username,
-    password: config.password,
-    db: config.db,
-    lazyConnect: true,
-    connectTimeout: CONNECT_TIMEOUT_MS,
-    // Until the first handshake ends, calls wait for it (see `connect`); then this turns false.
-    enableOfflineQueue: true,
-    // A call in flight when the connection drops is resent after one reconnect, else rejected.
-    maxRetriesPerRequest: 1,
-    retryStrategy: reconnectDelay,
-  };
-}
-
-function clusterOptions(config: RedisConfig): ClusterOptions {
-  const tls = config.targets.some((t) => "tls" in t && t.tls);
-  return {
-    lazyConnect: true,
-    // As for one server: queued until the first handshake ends, then never.
-    enableOfflineQueue: true,
-    clusterRetryStrategy: reconnectDelay,
-    // Each node's connection (ioredis itself turns off its reconnects: the cluster object reconnects).
-    redisOptions: {
-      username: config.username,
-      password: config.password,
-      connectTimeout: CONNECT_TIMEOUT_MS,
-      ...(tls ? { tls: {} } : {}),
-    },
-  };
-}
-
-/** What {@link connect} knows about the connection. */
-interface Connection {
-  /** The last connection-level error since the last handshake, for messages. */
-  lastError: Error | undefined;
-  /** Set when the server refused the database (`SELECT`): every call fails with it from then on. */
-  fatal: Error | undefined;
-}
-
-/**
- * Starts connecting without waiting for the handshake: a silent server must cost the storage's
- * `timeout_ms`, not a time limit of ours. Calls made before the first handshake ends wait for it
- * in ioredis' offline queue, or fail with its error (a refused password). From the first `ready`
- * on the queue is off: a call while the server is away fails at once while ioredis reconnects.
- */
-function connect(client: Redis | Cluster, cluster: boolean): Connection {
-  const conn: Connection = { lastError: undefined, fatal: undefined };
-  const onError = (err: Error) => {
-    conn.lastError = err;
-    // ioredis reports a refused SELECT (a db beyond the server's `databases`) but stays on db 0,
-    // where no Rust reader looks; a cluster whose nodes refuse the login keeps calls queued
-    // until their time limit. Both are settings to fix: stop, and fail every call with the reason.
-    if (SELECT_REFUSED.test(err.message) || (cluster && REFUSED.test(err.message))) {
-      conn.fatal = err;
-      client.disconnect();
-    }
-  };
-  // Also keeps ioredis from printing every connection error (it does when nobody listens).
-  client.on("error", onError);
-  client.on("node error", onError);
-  client.on("ready", () => {
-    conn.lastError = undefined;
-  });
-  client.once("ready", () => {
-    client.options.enableOfflineQueue = false;
-  });
-  // Its failures reach the calls waiting in the queue.
-  client.connect().catch(() => {});
-  return conn;
-}
-
 function wrap(client: Redis | Cluster, conn: Connection, config: RedisConfig, profile: string): Operator {
   const { prefix, ttlSeconds } = config;
   const state = new OpenState("redis");
   const where = config.cluster
     ? `redis cluster ${addressOf(config.targets[0]!)}`
     : `redis ${addressOf(config.targets[0]!)}`;
-  const redisKey = (path: string): string => {
+  const turn = pipelineTurns(client, config.cluster);
+  const checkedKey = (path: string): string => {
     validateKey(path, profile);
     state.check(path);
     return prefix + path;
+  };
+  const redisKey = (path: string): string => {
+    const key = checkedKey(path);
+    turn();
+    return key;
   };
   /**
    * The one translation of client errors. A server's error reply is transient only when it says
@@ -258,22 +177,142 @@ function wrap(client: Redis | Cluster, conn: Connection, config: RedisConfig, pr
     });
   };
 
-  const changeFeed = feedOf(config);
+  /**
+   * One `MGET` per hash slot on a Cluster (a multi-key command must not cross slots), one
+   * otherwise. With `settle`, a failed slot's keys get its error in place of their values and
+   * the others their values; else the first failure rejects.
+   */
+  const mget = async (keys: readonly string[], settle = false): Promise<(Buffer | null | Error)[]> => {
+    if (!config.cluster) return client.mgetBuffer(keys as string[]);
+    const out = new Array<Buffer | null | Error>(keys.length);
+    await Promise.all(
+      bySlot(keys).map(async (group) => {
+        let values: (Buffer | null)[] | Error;
+        try {
+          values = await client.mgetBuffer(group.map((i) => keys[i]!));
+        } catch (err) {
+          if (!settle) throw err;
+          values = err as Error;
+        }
+        group.forEach((at, j) => {
+          out[at] = values instanceof Error ? values : (values[j] ?? null);
+        });
+      }),
+    );
+    return out;
+  };
+  /** As {@link mget}, values decoded as UTF-8 text by the client (what a raw `mget` gives). */
+  const mgetText = async (keys: readonly string[]): Promise<(string | null)[]> => {
+    if (!config.cluster) return client.mget(keys as string[]);
+    const out = new Array<string | null>(keys.length);
+    await Promise.all(
+      bySlot(keys).map(async (group) => {
+        const values = await client.mget(group.map((i) => keys[i]!));
+        group.forEach((at, j) => {
+          out[at] = values[j] ?? null;
+        });
+      }),
+    );
+    return out;
+  };
+  client.defineCommand("tpDigests", { lua: DIGESTS_LUA });
+  const digestCommand = (keys: readonly string[]): Promise<(string | null)[]> =>
+    (client as unknown as { tpDigests(n: number, ...keys: string[]): Promise<(string | null)[]> }).tpDigests(
+      keys.length,
+      ...keys,
+    );
+  /** The digest script once per hash slot on a Cluster (its keys must share one), once otherwise. */
+  const digests = async (keys: readonly string[]): Promise<(string | null)[]> => {
+    if (!config.cluster) return digestCommand(keys);
+    const out = new Array<string | null>(keys.length);
+    await Promise.all(
+      bySlot(keys).map(async (group) => {
+        const values = await digestCommand(group.map((i) => keys[i]!));
+        group.forEach((at, j) => {
+          out[at] = values[j] ?? null;
+        });
+      }),
+    );
+    return out;
+  };
+  /** `fn` over `paths` in calls of at most {@link BATCH_SIZE} keys, results in order; client errors translated. */
+  const batched = async <V>(
+    what: string,
+    paths: readonly string[],
+    fn: (keys: readonly string[]) => Promise<(V | null)[]>,
+  ): Promise<(V | undefined)[]> => {
+    const keys = paths.map(checkedKey);
+    turn();
+    try {
+      const parts =
+        keys.length === 0
+          ? []
+          : keys.length <= BATCH_SIZE
+            ? [await fn(keys)]
+            : await Promise.all(chunks(keys, BATCH_SIZE).map(fn));
+      const out: (V | undefined)[] = [];
+      for (const part of parts) for (let i = 0; i < part.length; i++) out.push(part[i] ?? undefined);
+      return out;
+    } catch (err) {
+      throw failure(what, paths.length === 1 ? paths[0] : `${paths[0]} (+${paths.length - 1} more)`, err);
+    }
+  };
+  // Keys already checked and prefixed: the reads of one turn go as one MGET.
+  const coalescer = new ReadCoalescer(
+    async (k) => {
+      turn();
+      return (await client.getBuffer(k)) ?? undefined;
+    },
+    async (keys) => {
+      turn();
+      return (await mget(keys, true)).map((v) => v ?? undefined);
+    },
+    BATCH_SIZE,
+  );
+
   return {
     scheme: "redis",
-    capabilities: NETWORK_CAPABILITIES,
-    changeFeed,
+    capabilities: CAPABILITIES,
+    changeFeed: redisFeed(config),
     async read(path) {
       const k = redisKey(path);
-      let value: Buffer | null;
+      let value: Uint8Array | undefined;
       try {
-        value = await client.getBuffer(k);
+        value = await coalescer.read(k);
       } catch (err) {
         throw failure("read", path, err);
       }
-      if (value === null) throw notFound(path);
+      if (value === undefined) throw notFound(path);
       return value;
     },
+    readMany: (paths) => batched("read", paths, mget as (keys: readonly string[]) => Promise<(Buffer | null)[]>),
+    async readManyStored(paths) {
+      const texts = await batched("read", paths, mgetText);
+      const out = new Array<StoredValue | undefined>(texts.length);
+      const again: number[] = [];
+      for (let i = 0; i < texts.length; i++) {
+        const text = texts[i];
+        // Decoding turns every invalid UTF-8 sequence into U+FFFD: text without one is the bytes exactly.
+        if (text === undefined) out[i] = undefined;
+        else if (text.includes("\uFFFD")) {
+          out[i] = undefined;
+          again.push(i);
+        } else out[i] = { data: text, size: Buffer.byteLength(text, "utf8") };
+      }
+      if (again.length > 0) {
+        const bytes = await batched(
+          "read",
+          again.map((i) => paths[i]!),
+          mget as (keys: readonly string[]) => Promise<(Buffer | null)[]>,
+        );
+        again.forEach((at, j) => {
+          const data = bytes[j];
+          out[at] = data === undefined ? undefined : { data, size: data.length };
+        });
+      }
+      return out;
+    },
+    digestMany: (paths) => batched("digest", paths, digests),
     async write(path, data) {
       const k = redisKey(path);
       try {
