@@ -24,7 +24,9 @@ export async function coherenceRow(storage: DeviceStorage, ms = 3000): Promise<C
     s = storage.coherenceStats();
   }
   if (!s?.lease) return undefined;
-  const fed = new Set(s.feeds.filter((f) => f.announcedBy === "server").map((f) => f.profile));
+  const fed = new Set(
+    s.feeds.filter((f) => f.announcedBy === "server" || f.announcedBy === "statement").map((f) => f.profile),
+  );
   return {
     boundMs: s.lease.boundMs,
     trusted: s.lease.trusted,
@@ -45,6 +47,11 @@ export function coherenceLines(c: CoherenceRow): string[] {
   }
   for (const f of c.feeds) {
     if (f.announcedBy === "server") lines.push(`  changes of ${f.profile}: announced by its server (${f.via})`);
+    if (f.announcedBy === "statement") {
+      lines.push(
+        `  changes of ${f.profile}: this library's writes announce themselves in their own statement (${f.reason}); other programs' writes go unseen`,
+      );
+    }
   }
   for (const name of c.announcedOnBus) {
     const why = c.feeds.find((f) => f.profile === name)?.reason;

@@ -56,7 +56,7 @@ export async function coherenceFindings(settings: DeviceSettings): Promise<Findi
         subject: f.profile,
         scheme,
         ok: false,
-        summary: `its server does not announce changes${f.reason ? ` (${f.reason})` : ""}: this library announces its own saves, but writes by other programs (the Rust crate, scripts, an operator) go unseen by running instances`,
+        summary: `its server does not announce changes${f.reason ? ` (${f.reason})` : ""}: ${f.announcedBy === "statement" ? "this library's writes announce themselves in their own statement" : "this library announces its own saves on the bus"}, but writes by other programs (the Rust crate, scripts, an operator) go unseen by running instances`,
         ...(FEED_FIX[scheme] ? { fix: FEED_FIX[scheme] } : {}),
       });
     }

@@ -147,6 +147,12 @@ export interface Operator {
    * cannot (S3, MySQL, files).
    */
   readonly changeFeed?: ChangeFeedSource;
+  /**
+   * Makes each write and delete announce its key on `channel` in the same statement (PostgreSQL:
+   * `pg_notify` in the upsert's own statement), where the table has no trigger to do it; `undefined`
+   * stops it. What the coherence bus asks of a store whose change feed it could not install.
+   */
+  announceWrites?(channel: string | undefined): void;
 }
 
 /** A server that can announce changes of a store: see {@link Operator.changeFeed}. */

@@ -58,6 +58,10 @@ const CAPABILITIES: OperatorCapabilities = Object.freeze({
 });
 /** An error kept as a cause: message and stack without secrets, its SQLSTATE / errno code kept. */
 const CAUSE: RedactedCopyOptions = { fields: ["code"] };
+/** Keys longer than this (bytes) are announced as "everything" (NOTIFY payloads stay under 8000 bytes), as the trigger does. */
+const MAX_NOTIFIED_KEY_BYTES = 7900;
+const notified = (k: string) => `CASE WHEN octet_length(${k}) <= ${MAX_NOTIFIED_KEY_BYTES} THEN ${k} ELSE '' END`;
+
 /**
  * SQLSTATEs after which the same call may succeed: connection exceptions (08),
  * too many connections and other resource shortages (53), server shutting
@@ -140,7 +144,13 @@ export async function postgresqlOperator(options: Record<string, string>, profil
     list: `SELECT ${k} FROM ${t} WHERE ${k} LIKE $1 ESCAPE E'\\\\' ORDER BY ${k} COLLATE "C"`,
     readMany: `SELECT ${k}, ${v} FROM ${t} WHERE ${k} = ANY($1)`,
     digestMany: `SELECT ${k}, md5(${v}) FROM ${t} WHERE ${k} = ANY($1)`,
+    // The same, announcing the row's key in the statement itself ($3 / $2: the channel), where no trigger does.
+    writeNotify: `WITH w AS (INSERT INTO ${t} (${k}, ${v}) VALUES ($1, $2) ON CONFLICT (${k}) DO UPDATE SET ${v} = EXCLUDED.${v} RETURNING ${k})
+      SELECT pg_notify($3, ${notified(k)}) FROM w`,
+    deleteNotify: `WITH d AS (DELETE FROM ${t} WHERE ${k} = $1 RETURNING ${k}) SELECT pg_notify($2, ${notified(k)}) FROM d`,
   };
+  /** Where this instance's writes announce themselves in their own statement (see `announceWrites`), if anywhere. */
+  let notifyChannel: string | undefined;
   // One round trip: whether the table exists, and the types of its two columns.
   const inspect = `SELECT c.oid IS NOT NULL, kc.typ, vc.typ FROM (SELECT to_regclass($1::text) AS oid) c
     LEFT JOIN LATERAL (SELECT atttypid::regtype::text AS typ FROM pg_attribute
@@ -310,14 +320,22 @@ export async function postgresqlOperator(options: Record<string, string>, profil
     async write(path, data) {
       const key = rowKey(path);
       // Always a fresh Buffer: node-postgres sends it as binary BYTEA, and the caller may reuse its own.
-      await run("write", path, [key, typeof data === "string" ? Buffer.from(data, "utf8") : Buffer.from(data)], key);
+      const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : Buffer.from(data);
+      const channel = notifyChannel;
+      if (channel === undefined) await run("write", path, [key, bytes], key);
+      else await run("writeNotify", path, [key, bytes, channel], key);
     },
     async stat(path): Promise<StatResult> {
       return { contentLength: Number((await column("stat", path)) ?? 0) };
     },
     async delete(path) {
       const key = rowKey(path);
-      return (await run("delete", path, [key], key)).length > 0;
+      const channel = notifyChannel;
+      if (channel === undefined) return (await run("delete", path, [key], key)).length > 0;
+      return (await run("deleteNotify", path, [key, channel], key)).length > 0;
+    },
+    announceWrites(channel) {
+      notifyChannel = channel;
     },
     async exists(path) {
       const key = rowKey(path);

@@ -40,9 +40,11 @@ export interface FeedState {
   profile: string;
   /**
    * `server`: its server reports every change, whoever made it (`via`: redis tracking, postgresql trigger);
-   * `bus`: this instance announces its own changes (`reason`: why the server does not); `pending`: not known yet.
+   * `statement`: no trigger (`reason`), this instance's writes announce themselves in their own statement
+   * (`pg_notify`); `bus`: this instance announces its own changes on the bus (`reason`: why the server does
+   * not); `pending`: not known yet. Other programs' changes are seen only with `server`.
    */
-  announcedBy: "server" | "bus" | "pending";
+  announcedBy: "server" | "statement" | "bus" | "pending";
   via?: string;
   reason?: string;
   /** Reports received from the server, and those that were this instance's own writes. */
@@ -131,7 +133,7 @@ export function statsOf(s: {
       profile: f.tier,
       announcedBy: f.state.kind,
       ...(f.state.kind === "server" ? { via: f.state.via } : {}),
-      ...(f.state.kind === "bus" ? { reason: f.state.reason } : {}),
+      ...(f.state.kind === "bus" || f.state.kind === "statement" ? { reason: f.state.reason } : {}),
       reports: f.reports,
       ownReports: f.own,
     })),

@@ -40,6 +40,7 @@ import { Liveness } from "./liveness.js";
 import { LocalCopies } from "./local-copies.js";
 import { openPublisher } from "./open-transport.js";
 import { Outbox } from "./outbox.js";
+import { feedChannel } from "./pg-trigger.js";
 import { Resyncer } from "./resyncer.js";
 import type { Publisher } from "./transport.js";
 
@@ -155,6 +156,8 @@ export class Coherence implements ChangeSink {
       // A shared tier that first opened after start-up (it was down then): listen to it from now on.
       if (this.#listening) void this.#listenTo(feed);
     }
+    feed.op = op;
+    if (feed.state.kind === "statement") op.announceWrites?.(feedChannel(feed.source));
     // A write that failed or ended unknown: the local copies may now differ from the shared truth.
     return expectingOperator(op, feed, (path) => this.#handle(keyReport(path)));
   }
@@ -164,7 +167,7 @@ export class Coherence implements ChangeSink {
    * else the announcement, which the save waits for.
    */
   changed(op: "save" | "delete", key: string, profile: string): Promise<void> | undefined {
-    if (this.#feeds.get(profile)?.announcedByServer) return undefined;
+    if (this.#feeds.get(profile)?.announced) return undefined;
     return this.#outbox?.add(op, key);
   }
 

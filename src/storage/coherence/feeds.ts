@@ -26,6 +26,8 @@ export type FeedState =
   | { kind: "server"; via: string }
   /** Not known yet (the listener has not connected): saves are announced on the bus meanwhile. */
   | { kind: "pending" }
+  /** No trigger (`reason`), but this instance's writes announce themselves in their own statement; other programs' go unseen. */
+  | { kind: "statement"; reason: string }
   /** The server cannot or may not: this instance announces its own saves; other programs' changes go unseen. */
   | { kind: "bus"; reason: string };
 
@@ -49,9 +51,26 @@ export class Feed {
     this.source = source;
   }
 
-  /** Whether the server announces this tier's changes (its saves need no bus message). */
-  get announcedByServer(): boolean {
-    return this.state.kind === "server";
+  /** The tier's operator as opened (it may be asked to announce its own writes: `Operator.announceWrites`). */
+  op: Operator | undefined;
+
+  /** Whether this tier's saves are announced without a bus message (by the server, or by their own statement). */
+  get announced(): boolean {
+    return this.state.kind === "server" || this.state.kind === "statement";
+  }
+
+  /**
+   * The server has no trigger (`reason`): this instance's writes announce themselves on `channel` in their own
+   * statement where the operator can, else on the bus. `undefined`: the trigger is there again.
+   */
+  untriggered(channel: string, reason: string | undefined, via: string): void {
+    if (reason === undefined) {
+      this.op?.announceWrites?.(undefined);
+      this.state = { kind: "server", via };
+    } else if (this.op?.announceWrites) {
+      this.op.announceWrites(channel);
+      this.state = { kind: "statement", reason };
+    } else this.state = { kind: "bus", reason };
   }
 
   /** A save (or a delete) of `path` is about to be sent. */

@@ -116,16 +116,14 @@ export async function planListeners(
     d.interests.prepare ??= [];
     d.interests.prepare.push(async (client) => {
       const outcome = await prepareTrigger(client, s);
-      if (outcome.installed) {
-        feed.state = { kind: "server", via: `postgresql trigger on "${s.table}"` };
-        return;
-      }
-      feed.state = { kind: "bus", reason: `no trigger on table "${s.table}": ${outcome.reason}` };
-      if (warned) return;
+      const via = `postgresql trigger on "${s.table}"`;
+      const reason = outcome.installed ? undefined : `no trigger on table "${s.table}": ${outcome.reason}`;
+      feed.untriggered(channel, reason, via);
+      if (outcome.installed || warned) return;
       warned = true;
       logger.warn(
         { profile: feed.tier, reason: outcome.reason },
-        "coherence bus: cannot install the change trigger; this instance announces its own writes, other programs' changes of the table go unseen",
+        "coherence bus: cannot install the change trigger; this instance's writes announce themselves (pg_notify in their own statement), other programs' changes of the table go unseen",
       );
     });
   }

@@ -15,7 +15,7 @@ import { createHash } from "node:crypto";
 import type { Client } from "pg";
 import { redactSecrets } from "../../errors.js";
 import { quoteIdentifier } from "../../operators/drivers/_sql.js";
-import type { PostgresqlChangeFeed } from "../../operators/types.js";
+import type { ChangeFeedSource, PostgresqlChangeFeed } from "../../operators/types.js";
 
 /** Keys longer than this (bytes) are announced as "everything" (NOTIFY payloads stay under 8000 bytes). */
 const MAX_KEY_BYTES = 7900;
@@ -33,6 +33,11 @@ export function feedNames(feed: Pick<PostgresqlChangeFeed, "table" | "keyField">
     /** Advisory lock key: installs of one table's trigger never race each other. */
     lock: BigInt.asIntN(64, BigInt(`0x${id}`)).toString(),
   };
+}
+
+/** The channel a table's changes are announced on (its trigger's, and its statements' without one); "" for Redis. */
+export function feedChannel(source: ChangeFeedSource): string {
+  return source.kind === "postgresql" ? feedNames(source).channel : "";
 }
 
 /** What installing the trigger found. */
