@@ -13,6 +13,7 @@ import { Redis } from "ioredis";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { createOperator, type DeviceStorage, type Operator, silentLogger } from "../../src/index.js";
+import { FaultProxy } from "../faults/proxy.js";
 import { requireServer, type S3rverInstance, s3Options, startS3rver } from "../helpers/servers.js";
 import { type BusDiagnostic, MACHINE_PG, MACHINE_REDIS, openInstance, recordBus, uid, waitFor } from "./_gaps-util.js";
 
@@ -34,9 +35,30 @@ interface Engine {
     coherence: Record<string, string>;
     /** Writes or deletes a value in the shared store directly (another program's write: never announced). */
     raw: { put(key: string, text: string): Promise<unknown>; del(key: string): Promise<unknown> };
-    /** Makes the running instance see a gap: a message on its channel that is not one of ours. */
+    /**
+     * Makes the running instance miss what follows until `gap()`: its listening connection drops everything
+     * (Redis and PostgreSQL report other programs' writes themselves, so the instance would otherwise drop
+     * those copies at once). Engines whose server cannot report need nothing.
+     */
+    deafen?(): void;
+    /** Makes the running instance see a gap (its listener reset, or a message on its channel that is not one of ours). */
     gap(): Promise<unknown>;
   }>;
+}
+
+/** A fault proxy in front of a server: the instance's connections go through it, so its listener can be deafened. */
+async function proxied(port: number, protocol: "redis" | "postgresql") {
+  const proxy = await FaultProxy.start({ target: { host: "127.0.0.1", port }, protocol });
+  cleanups.push(() => proxy.close());
+  return {
+    proxy,
+    deafen: () => proxy.set({ kind: "drop", frames: "all" }, "listener"),
+    gap: async () => {
+      proxy.set({ kind: "reset" }, "listener");
+      await new Promise((r) => setTimeout(r, 50));
+      proxy.heal();
+    },
+  };
 }
 
 const redisBus = (channel: string) => {
@@ -59,9 +81,12 @@ const engines: Engine[] = [
         if (keys.length) await r.del(...keys);
         r.disconnect();
       });
+      const { proxy, deafen, gap } = await proxied(6379, "redis");
       return {
-        shared: { type: "redis", endpoint: MACHINE_REDIS, root: `/${root}` },
-        ...redisBus(`resync-${uid()}`),
+        shared: { type: "redis", endpoint: proxy.endpoint, root: `/${root}` },
+        coherence: { type: "redis", endpoint: proxy.endpoint, channel: `resync-${uid()}` },
+        deafen,
+        gap,
         raw: { put: (k, t) => r.set(root + k, t), del: (k) => r.del(root + k) },
       };
     },
@@ -76,10 +101,13 @@ const engines: Engine[] = [
         await pool.query(`DROP TABLE IF EXISTS ${table}`);
         await pool.end();
       });
+      const { proxy, deafen, gap } = await proxied(5432, "postgresql");
+      const via = proxy.postgresUrl(MACHINE_PG);
       return {
-        shared: { type: "postgresql", connection_string: MACHINE_PG, table },
-        coherence: { type: "postgresql", connection_string: MACHINE_PG, channel },
-        gap: () => pool.query("SELECT pg_notify($1, $2)", [channel, "{not a bus message"]),
+        shared: { type: "postgresql", connection_string: via, table },
+        coherence: { type: "postgresql", connection_string: via, channel },
+        deafen,
+        gap,
         raw: {
           put: (k, t) =>
             pool.query(
@@ -179,7 +207,8 @@ describe.skipIf(!ok)("batch revalidation of a durable local tier", () => {
       expect(first.bytesRead).toBeLessThanOrEqual(changedBytes + N * 40);
       await check(a, (i) => (changed.includes(i) ? 2 : 1), new Set(deleted));
 
-      // A gap while running: 5 more changed, 3 more deleted, found by the resync after it.
+      // A gap while running: 5 more changed, 3 more deleted while the instance hears nothing, found by the resync after it.
+      e.deafen?.();
       const changed2 = [1, 50, 202, 250 - 1, 298];
       const deleted2 = [2, 201, 297];
       let changed2Bytes = 0;
