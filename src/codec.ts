@@ -178,6 +178,25 @@ export function decodeStored(data: Uint8Array | string, context: CodecContext & 
   }
 }
 
+/** Keeps a leading BOM as U+FEFF, so the text stands for exactly its bytes. */
+const exactUtf8Decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/**
+ * `stored` as text where it is plain (not compressed) valid UTF-8, else as it is: the text decodes
+ * with one `JSON.parse` and is what a write-back gives an in-memory tier, so every later hit there
+ * skips a UTF-8 pass. The decoding is the one {@link decodeStored} would do anyway.
+ */
+export function storedAsText(stored: StoredValue): StoredValue {
+  const { data } = stored;
+  if (typeof data === "string" || isCompressed(data)) return stored;
+  try {
+    return { data: exactUtf8Decoder.decode(data), size: stored.size };
+  } catch {
+    // Not UTF-8: decodeStored says so, with the profile and key.
+    return stored;
+  }
+}
+
 /**
  * What a write-back stores for a value read as `stored`: bytes already
  * compressed as they are, anything else through {@link maybeCompress} (text

@@ -201,6 +201,40 @@ describe("values kept as text", () => {
   });
 });
 
+describe("write-backs keep text", () => {
+  it("a value read as bytes from a slower tier is written back as text standing for exactly those bytes", async () => {
+    const memory = memoryOperator();
+    const slow = memoryOperator();
+    const storage = track(
+      await DeviceStorage.fromOperators(
+        [
+          { name: "memory", op: memory, speed: 1 },
+          { name: "slow", op: slow, speed: 100 },
+        ],
+        opts,
+      ),
+    );
+    const bom = Buffer.from('\ufeff{"a":"é"}');
+    await slow.write("one.json", bom);
+    await slow.write("many.json", Buffer.from('{"b":2}'));
+    await slow.write("bad.json", jsonWith([0xff]));
+    expect(await storage.loadValue("one.json")).toMatchObject({ value: { a: "é" }, profile: "slow" });
+    const [many, bad] = await storage.loadValues(["many.json", "bad.json"]);
+    expect(many).toMatchObject({ ok: true, value: { b: 2 }, profile: "slow" });
+    expect(!bad!.ok && bad!.error).toBeInstanceOf(DeserializeError);
+    await storage.flush();
+
+    // Both paths wrote text, and text that reads back as the very bytes (the BOM kept).
+    expect(typeof memory.readStoredSync!("one.json")?.data).toBe("string");
+    expect(typeof memory.readStoredSync!("many.json")?.data).toBe("string");
+    expect(Buffer.from(memory.readSync!("one.json")!)).toEqual(bom);
+    // Bytes that are not UTF-8 are refused and never written back.
+    expect(memory.readSync!("bad.json")).toBeUndefined();
+    expect(await storage.loadValue("one.json")).toMatchObject({ value: { a: "é" }, profile: "memory" });
+    expect(await storage.loadValue("many.json")).toMatchObject({ value: { b: 2 }, profile: "memory" });
+  });
+});
+
 describe("validateKey remembers the last valid key only", () => {
   it("an invalid key after a valid one, or twice in a row, is still refused", () => {
     expect(validateKey("a/b.json")).toBe("a/b.json");

@@ -299,22 +299,30 @@ async function latency(ctx: Context, e: Engine, a: DeviceStorage, b: Awaited<Ret
 /** (c) A hit in the memory profile with the bus (the lease asked on every load) vs without. */
 async function hit(ctx: Context, e: Engine, withBus: DeviceStorage, without: DeviceStorage): Promise<Row> {
   ctx.log(`11 coherence: hot load over ${e.name}, with the bus (lease check) vs without`);
-  const key = `coh_hit_${randomBytes(3).toString("hex")}.json`;
+  // One key per storage: both share the engine's store, so a save of the same key by the storage
+  // without a bus would reach the other through the change feed and drop its memory copy.
+  const tag = randomBytes(3).toString("hex");
+  const keyOf = (s: DeviceStorage) => `coh_hit_${tag}_${s === withBus ? "bus" : "plain"}.json`;
+  for (const s of [withBus, without]) await s.saveValue(keyOf(s), docData(1));
   for (const s of [withBus, without]) {
-    await s.saveValue(key, docData(1));
-    if ((await s.loadValue(key)).profile !== "mem") throw new Error("the hot-load key is not in the memory profile");
+    if ((await s.loadValue(keyOf(s))).profile !== "mem")
+      throw new Error("the hot-load key is not in the memory profile");
   }
-  const side = (name: string, s: DeviceStorage): Side => ({
-    name,
-    batch: async (count) => {
-      for (let i = 0; i < count; i++) await s.loadValue(key);
-    },
-  });
+  const side = (name: string, s: DeviceStorage): Side => {
+    const key = keyOf(s);
+    return {
+      name,
+      batch: async (count) => {
+        for (let i = 0; i < count; i++) await s.loadValue(key);
+      },
+    };
+  };
   const [b, o] = await compareMany([side("bus", withBus), side("no bus", without)], {
     n: ctx.quick ? 20_000 : 200_000,
     rounds: ctx.quick ? 3 : 9,
   });
-  if ((await withBus.loadValue(key)).profile !== "mem") throw new Error("the lease lapsed during the hot-load rows");
+  if ((await withBus.loadValue(keyOf(withBus))).profile !== "mem")
+    throw new Error("the lease lapsed during the hot-load rows");
   return row(
     `coherence hot load, memory over ${e.name}`,
     [`await storage.loadValue(key) with a ${e.name} bus (lease checked)`, b!.opsPerS],

@@ -6,8 +6,7 @@
  * @module
  */
 import type { StandardSchemaV1 } from "@standard-schema/spec";
-import { InvalidKeyError, NotFoundError, PersistenceError } from "../errors.js";
-import { validateKey } from "../keys/index.js";
+import { NotFoundError, PersistenceError } from "../errors.js";
 import { DeviceStorage } from "../storage/device-storage.js";
 import { KeyedQueue } from "../storage/keyed-queue.js";
 import type { LoadResult } from "../storage/types.js";

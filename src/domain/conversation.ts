@@ -7,12 +7,9 @@
  */
 import { randomUUID } from "node:crypto";
 import type { StandardSchemaV1 } from "@standard-schema/spec";
-import { InvalidKeyError, NotFoundError, PersistenceError } from "../errors.js";
+import { InvalidKeyError } from "../errors.js";
 import { validateKey } from "../keys/index.js";
 import { schemaDecoder } from "../persistable.js";
-import { DeviceStorage } from "../storage/device-storage.js";
-import { KeyedQueue } from "../storage/keyed-queue.js";
-import type { LoadResult } from "../storage/types.js";
 import {
   arrayOf,
   field,
@@ -20,7 +17,6 @@ import {
   jsonObject,
   mapOf,
   none,
-  normalizeTimestamp,
   nullable,
   oneOf,
   type Parse,

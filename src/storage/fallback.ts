@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { decodeStored, recompressStored } from "../codec.js";
+import { decodeStored, recompressStored, storedAsText } from "../codec.js";
 import { BackendError, DeserializeError, NotFoundError, type PersistenceError, UnavailableError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import type { StoredValue } from "../operators/types.js";
@@ -150,6 +150,7 @@ export class Fallback {
         continue;
       }
       try {
+        stored = storedAsText(stored);
         const parsed = decodeStored(stored.data, { profile: tier.name, key });
         let value: unknown;
         try {

@@ -190,7 +190,7 @@ export class Ranking<E extends RankedTier> implements TierMonitor {
   readonly #distrusted = new Set<E>();
   #read: { order: readonly E[]; slower: readonly E[] } = { order: [], slower: [] };
   /** The coherence lease: asked on every look at the read path (it distrusts tiers once it has run out). */
-  #guard: (() => void) | undefined;
+  #guard: { check(): unknown } | undefined;
   readonly #logger: Logger;
 
   constructor(logger: Logger) {
@@ -270,29 +270,29 @@ export class Ranking<E extends RankedTier> implements TierMonitor {
    * Empty when every ranked tier is distrusted.
    */
   get readOrder(): readonly E[] {
-    this.#guard?.();
+    this.#guard?.check();
     return this.#read.order;
   }
 
   /** The tier reads start with and write-back fills: the first of {@link readOrder} (none if it is empty). */
   get readFastest(): E {
     // Typed as always present: only the reader's entry points meet an empty read path, and they check.
-    this.#guard?.();
+    this.#guard?.check();
     return this.#read.order[0] as E;
   }
 
   /** {@link readOrder} but its first. */
   get readSlower(): readonly E[] {
-    this.#guard?.();
+    this.#guard?.check();
     return this.#read.slower;
   }
 
   /**
-   * Makes the read path depend on a lease: each look at it calls `check` first (which distrusts the
-   * tiers the lease covers once it has run out). `undefined` removes it.
+   * Makes the read path depend on a lease: each look at it calls `lease.check()` first (which
+   * distrusts the tiers the lease covers once it has run out). `undefined` removes it.
    */
-  guard(check: (() => void) | undefined): void {
-    this.#guard = check;
+  guard(lease: { check(): unknown } | undefined): void {
+    this.#guard = lease;
   }
 
   /** Keeps `e` out of the read path (it is still written) until {@link trust}. */

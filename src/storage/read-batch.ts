@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { decodeStored, recompressStored } from "../codec.js";
+import { decodeStored, recompressStored, storedAsText } from "../codec.js";
 import type { Logger } from "../logger.js";
 import { type Attempt, mismatch, notAsked, notFoundOrWhy } from "./fallback.js";
 import type { FencedBatch, WriteFence } from "./fence.js";
@@ -78,6 +78,7 @@ export class BatchedLoads {
           const key = keys[i]!;
           let value: unknown;
           try {
+            entry.stored = storedAsText(entry.stored);
             value = dec(decodeStored(entry.stored.data, { profile: tier.name, key }));
             if (value instanceof Promise) value = await value;
           } catch (err) {

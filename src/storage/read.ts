@@ -6,7 +6,7 @@
  * @module
  */
 import { performance } from "node:perf_hooks";
-import { decodeStored, recompressStored } from "../codec.js";
+import { decodeStored, recompressStored, storedAsText } from "../codec.js";
 import { isCallerError, NotFoundError, PersistenceError, UnavailableError } from "../errors.js";
 import { validateKey } from "../keys/index.js";
 import type { Logger } from "../logger.js";
@@ -243,6 +243,7 @@ export class TieredReader {
           new NotFoundError(`"${key}" not found in any profile (${fastest.name}, ${next.name})`, { key }),
         );
       }
+      stored = storedAsText(stored);
       value = dec(decodeStored(stored.data, { profile: next.name, key }));
     } catch {
       return undefined;

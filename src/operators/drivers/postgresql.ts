@@ -5,16 +5,9 @@
  * @module
  */
 import type { DatabaseError, QueryArrayConfig } from "pg";
-import {
-  BackendError,
-  ClosedError,
-  NotFoundError,
-  PersistenceError,
-  ProfileError,
-  registerSecret,
-} from "../../errors.js";
+import { BackendError, ClosedError, NotFoundError, PersistenceError, ProfileError } from "../../errors.js";
 import { validateKey, validatePrefix } from "../../keys/index.js";
-import type { Operator, OperatorCapabilities, PostgresqlChangeFeed, StatResult } from "../types.js";
+import type { Operator, OperatorCapabilities, StatResult } from "../types.js";
 import { assertReachable } from "./_net.js";
 import { parsePgOptions } from "./_pg-options.js";
 import { endConnections, PipelinedConnections } from "./_pg-pipeline.js";
@@ -24,23 +17,12 @@ export { type PostgresqlOperatorOptions, postgresqlChangeFeed } from "./_pg-opti
 import {
   chunks,
   NETWORK_CAPABILITIES,
-  normalizeRoot,
   OpenState,
-  profileOptions,
   ReadCoalescer,
   type RedactedCopyOptions,
   redactedCopy,
 } from "./_shared.js";
-import {
-  checkSqlIdentifiers,
-  escapeLike,
-  type PoolHandle,
-  PoolSlot,
-  poolSizeOption,
-  quoteIdentifier,
-  SQL_OPTION_KEYS,
-  type SqlOperatorOptions,
-} from "./_sql.js";
+import { escapeLike, type PoolHandle, PoolSlot, poolSizeOption, quoteIdentifier } from "./_sql.js";
 
 /**
  * A new connection's TCP connect and start-up, and a call's wait for a free

@@ -126,8 +126,7 @@ export class Coherence implements ChangeSink {
     this.#apply();
     if (!this.#subscribe) return;
     this.#lease = new Lease(this.boundMs, () => this.#lapsed());
-    const lease = this.#lease;
-    this.#ranking.guard(() => lease.check());
+    this.#ranking.guard(this.#lease);
     this.#listening = true;
     const planned = await planListeners(this.#config, [...this.#feeds.values()], this.#logger);
     let first: () => void = () => {};
