@@ -1,7 +1,8 @@
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative as relativePath } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   BackendError,
@@ -103,6 +104,49 @@ describe("redb", () => {
     const op = await opendalOperator("redb", { datadir: file, table: "t" });
     await op.write("k", "v");
     await op.close();
+  });
+
+  it("a process killed while it creates databases leaves each one whole or absent, never a file redb refuses", async () => {
+    const child = join(dirname(fileURLToPath(import.meta.url)), "_redb-create-child.ts");
+    let opened = 0;
+    const refused: string[] = [];
+    for (let round = 0; round < 6; round++) {
+      const dir = join(root, `kill-create-${round}`);
+      mkdirSync(dir, { recursive: true });
+      const proc = spawn(process.execPath, ["--import", "tsx", child, dir], { stdio: ["ignore", "pipe", "inherit"] });
+      const exited = new Promise<void>((done) => proc.once("exit", () => done()));
+      await new Promise<void>((ready) => proc.stdout.on("data", (c: Buffer) => c.includes("READY") && ready()));
+      // Creation is most of the child's time: a kill lands inside one almost every round.
+      await new Promise((r) => setTimeout(r, 20 + round * 15));
+      proc.kill("SIGKILL");
+      await exited;
+      // Each database named in the directory, complete or only begun (a temporary file of its creation).
+      const names = new Set(readdirSync(dir).map((f) => f.replace(/\.tp-creating-.*$/, "")));
+      for (const name of names) {
+        try {
+          await (await opendalOperator("redb", { datadir: join(dir, name), table: "t" })).close();
+          opened++;
+        } catch (err) {
+          refused.push(`${name}: ${(err as Error).message}`);
+        }
+      }
+      // The next open of a database whose creation was cut short removed its temporary file.
+      expect(readdirSync(dir).filter((f) => !f.endsWith(".redb"))).toEqual([]);
+    }
+    expect(refused).toEqual([]);
+    expect(opened).toBeGreaterThan(6);
+  }, 60_000);
+
+  it("a file that is not a redb database is a ProfileError naming it, and is left as it was", async () => {
+    const file = join(root, "not-redb", "zeros.redb");
+    mkdirSync(dirname(file), { recursive: true });
+    // What redb leaves when killed mid-creation in place: the file sized and zero-filled, no magic yet.
+    writeFileSync(file, Buffer.alloc(64 * 1024));
+    const err = await opendalOperator("redb", { datadir: file, table: "t" }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ProfileError);
+    expect((err as Error).message).toContain(file);
+    expect((err as Error).message).toMatch(/not a redb database/);
+    expect(readFileSync(file)).toEqual(Buffer.alloc(64 * 1024));
   });
 
   it("rejects a directory as datadir and a missing table, naming the option", async () => {

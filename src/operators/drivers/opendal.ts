@@ -1,5 +1,4 @@
-import { chmodSync, mkdirSync, readdirSync, realpathSync, statSync } from "node:fs";
-import { basename, dirname, join, resolve } from "node:path";
+import { resolve } from "node:path";
 import type { Entry, Operator as NativeOperator } from "opendal";
 import {
   BackendError,
@@ -15,6 +14,7 @@ import { validateKey, validatePrefix } from "../../keys/index.js";
 import { peerError } from "../../optional-peers.js";
 import type { Operator, OperatorCapabilities, StatResult } from "../types.js";
 import { assertReachable, networkAddress } from "./_net.js";
+import { lockedFile, openRedbFile, restrictAccess } from "./_opendal-files.js";
 import { asBuffer, OpenState, redactedCopy, urlPassword } from "./_shared.js";
 import { checkSqlIdentifiers } from "./_sql.js";
 
@@ -133,16 +133,16 @@ export async function opendalOperator(
     // An optional peer: installed by the user whose profiles need it.
     throw peerError("opendal", { profile, what: `scheme "${scheme}"` }, err);
   }
-  const build = () => {
+  const build = (datadir?: string) => {
     try {
-      return new binding.Operator(scheme, config);
+      return new binding.Operator(scheme, datadir === undefined ? config : { ...config, datadir });
     } catch (err) {
       throw translateOpendalError(err, { profile, op: "open" });
     }
   };
 
   const file = lockedFile(scheme, config, profile);
-  if (file === undefined) return wrap(scheme, build(), profile, undefined, build);
+  if (file === undefined) return wrap(scheme, build(), profile, undefined, () => build());
 
   // The path is already the (resolved) registry key; compare the rest (table, root, tree).
   const signature = JSON.stringify(
@@ -169,8 +169,14 @@ export async function opendalOperator(
   }
   let native: NativeOperator;
   try {
-    native = build();
+    native = scheme === "redb" ? openRedbFile(file, profile, build) : build();
   } catch (err) {
+    if (!(err instanceof PersistenceError)) {
+      throw new ProfileError(`profile "${profile}": cannot open "${file}": ${(err as Error).message}`, {
+        profile,
+        cause: err,
+      });
+    }
     if (err instanceof LockedError) {
       throw new LockedError(`profile "${profile}": ${scheme} file "${file}" is locked by another process`, {
         profile,
@@ -236,48 +242,6 @@ function prepareOptions(scheme: string, options: Record<string, string>): Record
     config.disable_ec2_metadata ??= "true";
   }
   return config;
-}
-
-/** redb and sled create their files world-readable (0644): make them the owner's only. */
-function restrictAccess(scheme: string, path: string): void {
-  try {
-    if (scheme === "redb") chmodSync(path, 0o600);
-    else {
-      chmodSync(path, 0o700);
-      for (const entry of readdirSync(path, { withFileTypes: true, recursive: true })) {
-        const full = join(entry.parentPath, entry.name);
-        chmodSync(full, entry.isDirectory() ? 0o700 : 0o600);
-      }
-    }
-  } catch {
-    // Best effort: a store on a file system without modes still works.
-  }
-}
-
-/** The file (redb) or directory (sled) a store locks, resolved for use as a registry key; creates its parent. */
-function lockedFile(scheme: string, config: Record<string, string>, profile: string): string | undefined {
-  if ((scheme !== "redb" && scheme !== "sled") || !config.datadir) return undefined; // OpenDAL reports the missing datadir
-  const path = config.datadir;
-  try {
-    if (scheme === "redb") {
-      if (statSync(path, { throwIfNoEntry: false })?.isDirectory()) {
-        throw new ProfileError(
-          `profiles.${profile}.datadir: expected the redb database file, got the directory "${path}"`,
-          { profile },
-        );
-      }
-      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-      return join(realpathSync(dirname(path)), basename(path));
-    }
-    mkdirSync(path, { recursive: true, mode: 0o700 });
-    return realpathSync(path);
-  } catch (err) {
-    if (err instanceof PersistenceError) throw err;
-    throw new ProfileError(`profiles.${profile}.datadir: cannot create "${path}": ${(err as Error).message}`, {
-      profile,
-      cause: err,
-    });
-  }
 }
 
 function wrap(
