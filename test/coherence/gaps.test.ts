@@ -405,4 +405,35 @@ describe.skipIf(!ok)("coherence gaps", () => {
       rec.stop();
     }
   });
+
+  it("durable local tier over a shared redis with a quota: the reopened instance resyncs and serves its sqlite copies", async () => {
+    // A quota (max_items) wraps the redis operator: the wrapper must pass on the batched reads and digests its
+    // capabilities promise, else the resync failed on every attempt and sqlite never served again.
+    const dir = mkdtempSync(join(tmpdir(), "tp-gaps-quota-"));
+    dirs.push(dir);
+    const coherence = { type: "redis", endpoint: MACHINE_REDIS, channel: `gaps-quota-${uid()}` };
+    const r = {
+      type: "redis",
+      endpoint: MACHINE_REDIS,
+      root: `/tp-durable-${uid()}/`,
+      max_items: "1000",
+      speed: "1000",
+    };
+    const profiles = { mem: { type: "memory", speed: "0" }, sq: { type: "sqlite", datadir: dir, speed: "1" }, r };
+    const first = await openInstance(profiles, coherence, { logger });
+    await first.saveValue("kept.json", { v: 1 });
+    await first.saveValue("changed.json", { v: 1 });
+    await first.close();
+    const other = await openInstance({ mem: { type: "memory" }, r }, coherence, { logger });
+    open.push(other);
+    await other.saveValue("changed.json", { v: 2 });
+    await other.flush();
+
+    const again = await DeviceStorage.fromSettings({ profiles, coherence }, { logger });
+    open.push(again);
+    await ready(again);
+    expect(again.coherenceStats()!.resyncs).toBeGreaterThan(0);
+    expect(await localCopy(again, "sq", "changed.json")).toEqual({ v: 2 });
+    expect(await again.loadValue("kept.json")).toMatchObject({ value: { v: 1 }, profile: "sq" });
+  });
 });

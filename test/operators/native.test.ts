@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { InvalidKeyError, ProfileError } from "../../src/errors.js";
 import { createOperator } from "../../src/operators/index.js";
+import { quotaOperator } from "../../src/operators/wrappers/quota.js";
 import { describeOperatorConformance } from "../conformance/index.js";
 import { RawSqlite } from "../helpers/raw-sqlite.js";
 
@@ -26,6 +27,17 @@ const sqliteDir = tempDir();
 describeOperatorConformance({ name: "sqlite", create: () => createOperator("sqlite", { datadir: sqliteDir }) });
 const fsRoot = tempDir();
 describeOperatorConformance({ name: "fs", create: () => createOperator("fs", { root: fsRoot }) });
+// The quota wrapper (max_size / max_items) is what a profile with a quota opens: the same contract.
+describeOperatorConformance({
+  name: "memory under an lru quota",
+  create: async () => quotaOperator(await createOperator("memory"), { maxItems: 100_000, policy: "lru" }),
+});
+const quotaDir = tempDir();
+describeOperatorConformance({
+  name: "sqlite under a rejecting quota",
+  create: async () =>
+    quotaOperator(await createOperator("sqlite", { datadir: quotaDir }), { maxSize: 1 << 30, policy: "reject" }),
+});
 
 describe("memory / dashmap", () => {
   it("writeSync copies unless the caller hands the bytes over (adopt)", async () => {

@@ -105,7 +105,8 @@ export interface ChaosOperator extends Operator {
  * random, the next N), hangs and writes that fail partway, for testing the
  * tiered path: fallback, timeouts, retries, write-back and partial writes.
  * Never a stand-in for a real backend: the data still goes to `inner`. It
- * hides `readSync`, so reads always pay the injected latency.
+ * hides `readSync` (and the synchronous batched read), so reads always pay the
+ * injected latency; batched reads and digests count as `read` calls.
  *
  * @example
  * const flaky = chaosOperator(await createOperator("sqlite", { datadir }), { methods: ["write"], failTimes: 2, transient: true });
@@ -143,6 +144,16 @@ export function chaosOperator(inner: Operator, faults: ChaosFaults = {}): ChaosO
     list: (p) => wrap("list", p, () => inner.list(p)),
     close: () => inner.close(),
   };
+  // Batched reads and digests are reads (and digests of a listing a list) to the faults; a wrapper
+  // without them would keep the inner capabilities (`batchSize`, `digest`) with nothing behind them.
+  const many = (keys: readonly string[]) => `${keys.length} keys from ${keys[0] ?? ""}`;
+  if (inner.readMany) self.readMany = (keys) => wrap("read", many(keys), () => inner.readMany!(keys));
+  if (inner.readManyStored) {
+    self.readManyStored = (keys) => wrap("read", many(keys), () => inner.readManyStored!(keys));
+  }
+  if (inner.digestMany) self.digestMany = (keys) => wrap("read", many(keys), () => inner.digestMany!(keys));
+  if (inner.listDigests) self.listDigests = (p) => wrap("list", p, () => inner.listDigests!(p));
+  if (inner.announceWrites) self.announceWrites = inner.announceWrites.bind(inner);
 
   const fault = (f: ChaosFaults, method: ChaosMethod, path: string | undefined, what: string): Error => {
     injected[method]++;

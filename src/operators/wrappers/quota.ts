@@ -1,6 +1,6 @@
 import { storedSize } from "../../codec.js";
 import { ProfileError, QuotaExceededError } from "../../errors.js";
-import { isReservedKey } from "../../keys/index.js";
+import { isReservedKey, validateKey } from "../../keys/index.js";
 import type { Operator } from "../types.js";
 
 /** Options of {@link quotaOperator}. */
@@ -75,7 +75,8 @@ export async function quotaOperator(inner: Operator, options: QuotaOptions): Pro
       return v;
     },
     async write(key, data) {
-      if (isReservedKey(key)) return inner.write(key, data);
+      // A hostile key is the inner operator's InvalidKeyError, before any counting or eviction.
+      if (isReservedKey(validateKey(key, profile))) return inner.write(key, data);
       const size = storedSize(data);
       const old = sizes.get(key);
       if ((maxSize !== undefined && size > maxSize) || maxItems === 0) {
@@ -152,18 +153,34 @@ export async function quotaOperator(inner: Operator, options: QuotaOptions): Pro
       if (v !== undefined) touch(key);
       return v;
     });
-  self.readSync = touching(inner.readSync);
-  self.readStoredSync = touching(inner.readStoredSync);
-  if (inner.readManyStoredSync) {
-    const readMany = inner.readManyStoredSync.bind(inner);
-    self.readManyStoredSync = (keys) => {
-      const out = readMany(keys);
+  // Batched reads count as uses too; digests and listings are not uses. A wrapper that dropped them
+  // would keep the inner operator's `batchSize` and `digest` capabilities without the calls behind them.
+  const touchingMany = <V>(readMany: ((keys: readonly string[]) => V[]) | undefined) =>
+    readMany &&
+    ((keys: readonly string[]) => {
+      const out = readMany.call(inner, keys);
       out.forEach((v, i) => {
         if (v !== undefined) touch(keys[i]!);
       });
       return out;
-    };
-  }
+    });
+  const touchingManyAsync = <V>(readMany: ((keys: readonly string[]) => Promise<V[]>) | undefined) =>
+    readMany &&
+    (async (keys: readonly string[]) => {
+      const out = await readMany.call(inner, keys);
+      out.forEach((v, i) => {
+        if (v !== undefined) touch(keys[i]!);
+      });
+      return out;
+    });
+  self.readMany = touchingManyAsync(inner.readMany);
+  self.readManyStored = touchingManyAsync(inner.readManyStored);
+  self.readManyStoredSync = touchingMany(inner.readManyStoredSync);
+  if (inner.digestMany) self.digestMany = inner.digestMany.bind(inner);
+  if (inner.listDigests) self.listDigests = inner.listDigests.bind(inner);
+  if (inner.announceWrites) self.announceWrites = inner.announceWrites.bind(inner);
+  self.readSync = touching(inner.readSync);
+  self.readStoredSync = touching(inner.readStoredSync);
   return self;
 }
 

@@ -171,7 +171,9 @@ class SharedTruth {
   }
 
   async #judgeWith(t: Tier, keys: readonly string[], local: readonly BatchEntry[]): Promise<Verdict[]> {
-    const digest = t.capabilities.digest;
+    // Digests only where the operator has the call behind the capability (a user's wrapper may
+    // pass the capabilities on without it): else the values themselves are compared.
+    const digest = digestCall(t) ? t.capabilities.digest : undefined;
     const verdicts = new Array<Verdict>(keys.length);
     let fetch: number[];
     if (digest === undefined) {
@@ -242,4 +244,11 @@ function same(a: BatchEntry, b: BatchEntry): boolean {
   if (a.expiresAt !== b.expiresAt || a.stored.size !== b.stored.size) return false;
   const bytes = (s: StoredValue) => (typeof s.data === "string" ? Buffer.from(s.data, "utf8") : s.data);
   return Buffer.compare(bytes(a.stored), bytes(b.stored)) === 0;
+}
+
+/** Whether `t`'s operator has the call its digest capability names. */
+function digestCall(t: Tier): boolean {
+  const source = t.capabilities.digest?.source;
+  if (source === "listing") return t.op.listDigests !== undefined;
+  return source === "keys" && t.op.digestMany !== undefined && t.capabilities.batchSize !== undefined;
 }
