@@ -11,6 +11,14 @@
  * sidecars are read on demand (one extra read per hit). A store that never
  * used TTL pays nothing on its hot path.
  *
+ * A shared tier's sidecars are also written by other instances. Each change of
+ * a key made elsewhere (reported by the coherence bus or the server) makes this
+ * index forget the key's expiry ({@link TierExpiry.changedElsewhere}): its
+ * sidecar is read again on the next look, and a write of it clears a sidecar
+ * that may be there. So an expiry another instance set is honoured here, and
+ * one set here never outlives another instance's later save without a TTL
+ * (the purge would delete the newer value).
+ *
  * @module
  */
 import { NotFoundError } from "../errors.js";
@@ -27,6 +35,12 @@ export class TierExpiry {
   readonly #expires = new Map<string, number>();
   /** The marker is known to be written: some value of this tier has (or had) a TTL. */
   #marked = false;
+  /** Keys changed elsewhere whose sidecar must be read again, with the change's number (a shared tier). */
+  readonly #unknown = new Map<string, number>();
+  /** Everything changed elsewhere (a clear): every sidecar is read on demand from now on. */
+  #allUnknown = false;
+  #changes = 0;
+  #clears = 0;
 
   /** Purges of expired values in the background. */
   readonly #background = new Set<Promise<void>>();
@@ -67,6 +81,10 @@ export class TierExpiry {
 
   /** Expiry of `key`: a number, `undefined` (none), or a promise when the sidecar must be read. */
   expiresAt(key: string): number | undefined | Promise<number | undefined> {
+    if (this.#unknown.size > 0 || this.#allUnknown) {
+      const change = this.#unknown.get(key);
+      if (change !== undefined || this.#allUnknown) return this.#reread(key, change);
+    }
     if (!this.#marked) return undefined;
     if (this.#complete) return this.#expires.get(key);
     return readExpiry(this.#op, sidecarKey(key));
@@ -74,15 +92,76 @@ export class TierExpiry {
 
   /** Whether a write of `key` must touch metadata (set an expiry, or clear an old one). */
   needsMeta(key: string, expiresAt: number | undefined): boolean {
-    return expiresAt !== undefined || !this.#complete || this.#expires.has(key);
+    return expiresAt !== undefined || !this.#complete || this.#expires.has(key) || this.#mayBeElsewhere(key);
+  }
+
+  /**
+   * `key` (`null`: every key) was changed by another instance or program: its sidecar may have been
+   * written or removed there, so the index no longer knows its expiry.
+   */
+  changedElsewhere(key: string | null): void {
+    this.#changes++;
+    if (key === null) {
+      this.#allUnknown = true;
+      this.#expires.clear();
+      this.#track(this.#reload(++this.#clears));
+      return;
+    }
+    this.#unknown.set(key, this.#changes);
+    this.#expires.delete(key);
+  }
+
+  /**
+   * After a clear elsewhere: the marker and every sidecar read again, so that reads stop paying a
+   * sidecar read each. Entries set meanwhile (by this instance's writes, or rereads) are newer and kept.
+   * On failure every expiry stays read on demand.
+   */
+  async #reload(clear: number): Promise<void> {
+    const op = this.#op;
+    const fresh = new Map<string, number>();
+    const marked = await op.exists(META_MARKER_KEY);
+    if (marked && op.capabilities.list) {
+      for (const side of await op.list(META_SIDECAR_PREFIX)) {
+        const at = await readExpiry(op, side);
+        if (at !== undefined) fresh.set(side.slice(META_SIDECAR_PREFIX.length), at);
+      }
+    }
+    if (clear !== this.#clears) return; // another clear since: its own reload decides
+    if (marked) this.#marked = true;
+    for (const [k, at] of fresh) if (!this.#unknown.has(k) && !this.#expires.has(k)) this.#expires.set(k, at);
+    this.#allUnknown = false;
+  }
+
+  #mayBeElsewhere(key: string): boolean {
+    return this.#allUnknown || this.#unknown.has(key);
+  }
+
+  /** Reads the sidecar of a key changed elsewhere; the index knows it again unless it changed meanwhile. */
+  async #reread(key: string, change: number | undefined): Promise<number | undefined> {
+    const at = await readExpiry(this.#op, sidecarKey(key));
+    if (this.#unknown.get(key) === change && !this.#allUnknown) {
+      this.#unknown.delete(key);
+      if (at !== undefined) {
+        this.#marked = true;
+        this.#expires.set(key, at);
+      }
+    }
+    return at;
+  }
+
+  /** A write of `key` from here set its sidecar (or cleared it): known again, unless it changed meanwhile. */
+  #wrote(key: string, change: number | undefined): void {
+    if (change !== undefined && this.#unknown.get(key) === change) this.#unknown.delete(key);
   }
 
   /** Writes `data` with its expiry (sidecar first, so a crash never leaves a value looking immortal). */
   async write(key: string, data: Uint8Array | string, expiresAt: number | undefined): Promise<void> {
     const op = this.#op;
+    const change = this.#unknown.get(key);
     if (expiresAt === undefined) {
       await op.write(key, data);
       await this.#clear(key);
+      this.#wrote(key, change);
       return;
     }
     if (!this.#marked) {
@@ -92,12 +171,15 @@ export class TierExpiry {
     await op.write(sidecarKey(key), encoder.encode(JSON.stringify({ expires_at: expiresAt })));
     this.#expires.set(key, expiresAt);
     await op.write(key, data);
+    this.#wrote(key, change);
   }
 
   /** Deletes `key` and its sidecar. */
   async delete(key: string): Promise<void> {
+    const change = this.#unknown.get(key);
     await this.#op.delete(key);
     await this.#clear(key);
+    this.#wrote(key, change);
   }
 
   /** Known keys whose expiry has passed. */
@@ -115,9 +197,13 @@ export class TierExpiry {
     const task = queue(async () => {
       const at = await this.expiresAt(key);
       if (at !== undefined && at <= Date.now()) await this.delete(key);
-    })
-      .catch(failed)
-      .finally(() => this.#background.delete(task));
+    });
+    this.#track(task.catch(failed));
+  }
+
+  /** Background work that {@link flush} waits for. */
+  #track(work: Promise<void>): void {
+    const task = work.catch(() => {}).finally(() => this.#background.delete(task));
     this.#background.add(task);
   }
 
@@ -127,7 +213,7 @@ export class TierExpiry {
   }
 
   async #clear(key: string): Promise<void> {
-    if (this.#complete && !this.#expires.has(key)) return;
+    if (this.#complete && !this.#expires.has(key) && !this.#mayBeElsewhere(key)) return;
     await this.#op.delete(sidecarKey(key));
     this.#expires.delete(key);
   }

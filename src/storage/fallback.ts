@@ -120,6 +120,9 @@ export class Fallback {
         attempts.push([tier, { kind: "failed", error: breakerOpen(tier.name) }]);
         continue;
       }
+      // Where the expiry must be read (a sidecar), it is read along with the value, not after it.
+      const at = tier.expiresAt(key);
+      if (at instanceof Promise) at.catch(() => {}); // awaited below, unless the value's read fails
       let stored: StoredValue;
       try {
         const data = await tier.call("read", key, () => tier.op.read(key));
@@ -137,7 +140,7 @@ export class Fallback {
       }
       let expiresAt: number | undefined;
       try {
-        expiresAt = await tier.expiresAt(key);
+        expiresAt = at instanceof Promise ? await at : at;
       } catch (err) {
         st.failures++;
         attempts.push([tier, { kind: "failed", error: err as Error }]);

@@ -39,6 +39,9 @@ export class Tier extends TierBase {
   /** The stored bytes of `key` with their expiry, or `undefined` when absent or expired. */
   async readEntry(key: string): Promise<T.TierEntry | undefined> {
     validateKey(key, this.name);
+    // Where the expiry must be read (a sidecar), it is read along with the value, not after it.
+    const at = this.expiresAt(key);
+    if (at instanceof Promise) at.catch(() => {}); // awaited below, unless the value's read fails
     let data: Uint8Array;
     try {
       data = await this.#counted(this.call("read", key, () => this.op.read(key)));
@@ -46,7 +49,7 @@ export class Tier extends TierBase {
       if (err instanceof NotFoundError) return undefined;
       throw err;
     }
-    const expiresAt = await this.#counted(Promise.resolve(this.expiresAt(key)));
+    const expiresAt = await this.#counted(Promise.resolve(at));
     if (this.#expired(key, expiresAt)) return undefined;
     this.counters.bytesRead += data.length;
     return { data, expiresAt };
@@ -162,6 +165,11 @@ export class Tier extends TierBase {
     if (op.readStoredSync) return op.readStoredSync(key);
     const data = op.readSync!(key);
     return data === undefined ? undefined : { data, size: data.length };
+  }
+
+  /** A shared tier's `key` (`null`: every key) changed elsewhere: its expiry is read again (see TierExpiry). */
+  changedElsewhere(key: string | null): void {
+    this.expiry.changedElsewhere(key);
   }
 
   /** Expiry of `key` here: a number, `undefined` (none), or a promise when it must be read. */

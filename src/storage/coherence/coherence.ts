@@ -87,7 +87,12 @@ export class Coherence implements ChangeSink {
     this.#subscribe = o.subscribe;
     this.origin = o.origin ?? randomUUID();
     this.#resyncer = new Resyncer(ranking, fence, logger, this.origin, () => this.#apply());
-    this.#copies = new LocalCopies(fence, logger, (t) => this.#gap(`profile "${t.name}" could not drop a changed key`));
+    this.#copies = new LocalCopies(
+      fence,
+      logger,
+      (t) => this.#gap(`profile "${t.name}" could not drop a changed key`),
+      () => this.#ranking.all.filter((t) => t.shared),
+    );
     this.#messages = new BusMessages(
       this.origin,
       this.#copies,

@@ -22,16 +22,23 @@ export class LocalCopies {
   readonly #listeners = new Set<(change: RemoteChange) => void>();
   dropped = 0;
 
-  /** @param failed a tier could not drop a copy (the bus treats it as a gap). */
-  constructor(fence: WriteFence, logger: Logger, failed: (tier: Tier) => void) {
+  readonly #shared: () => readonly Tier[];
+
+  /**
+   * @param failed a tier could not drop a copy (the bus treats it as a gap).
+   * @param shared the shared tiers, whose TTL metadata a change elsewhere makes unknown.
+   */
+  constructor(fence: WriteFence, logger: Logger, failed: (tier: Tier) => void, shared: () => readonly Tier[]) {
     this.#fence = fence;
     this.#logger = logger;
     this.#failed = failed;
+    this.#shared = shared;
   }
 
   /** `key` changed elsewhere: no write-back of it may land, no copy in `tiers` may stay; `change` is told. */
   drop(key: string, tiers: readonly Tier[], change?: RemoteChange): void {
     this.#fence.invalidate(key);
+    for (const tier of this.#shared()) tier.changedElsewhere(key);
     for (const tier of tiers) {
       if (tier.state.kind === "down") continue;
       this.dropped++;
@@ -43,6 +50,7 @@ export class LocalCopies {
   /** Everything under `prefix` changed (`""`: everything): every copy in `tiers` goes. */
   clear(prefix: string, tiers: readonly Tier[], change?: RemoteChange): void {
     this.#fence.invalidateAll();
+    for (const tier of this.#shared()) tier.changedElsewhere(null);
     for (const tier of tiers) {
       if (tier.state.kind === "down") continue;
       const all = tier.list(prefix).then((keys) =>

@@ -1,0 +1,99 @@
+/**
+ * TTLs on a shared profile written by several instances: an expiry one instance set must not
+ * outlive a later save without one by another (its purge would delete the newer value), and an
+ * expiry set by another instance must be honoured by this one, even when this one had never seen
+ * a TTL in the store when it started. Over Redis and over PostgreSQL, each with its bus.
+ */
+import { afterAll, describe, expect, it } from "vitest";
+import { type DeviceStorage, NotFoundError, silentLogger } from "../../src/index.js";
+import { psql } from "../helpers/servers.js";
+import { deleteRedisKeys, MACHINE_PG, MACHINE_REDIS, openInstance, serversFor, sleep, uid } from "./_gaps-util.js";
+
+const logger = silentLogger;
+const ok = await serversFor({ redis: true, postgres: true });
+const open: DeviceStorage[] = [];
+const tables: string[] = [];
+afterAll(async () => {
+  await Promise.all(open.splice(0).map((s) => s.close().catch(() => {})));
+  await deleteRedisKeys("tp-ttlshared-*");
+  for (const t of tables) await psql(`DROP TABLE IF EXISTS ${t}`).catch(() => {});
+});
+
+const engines = [
+  {
+    name: "redis",
+    shared: () => ({ type: "redis", endpoint: MACHINE_REDIS, root: `/tp-ttlshared-${uid()}/` }),
+    bus: () => ({ type: "redis", endpoint: MACHINE_REDIS, channel: `ttlshared-${uid()}` }),
+  },
+  {
+    name: "postgresql",
+    shared: () => {
+      const table = `tp_ttlshared_${uid()}`;
+      tables.push(table);
+      return { type: "postgresql", connection_string: MACHINE_PG, table };
+    },
+    bus: () => ({ type: "postgresql", connection_string: MACHINE_PG, channel: `ttlshared_${uid()}` }),
+  },
+];
+
+async function pair(engine: (typeof engines)[number]): Promise<[DeviceStorage, DeviceStorage]> {
+  const profiles = { mem: { type: "memory" }, shared: engine.shared() };
+  const coherence = engine.bus();
+  const a = await openInstance(profiles, coherence, { logger });
+  const b = await openInstance(profiles, coherence, { logger });
+  open.push(a, b);
+  return [a, b];
+}
+
+/** The value of `key` in the shared profile itself, as `storage` reads it; undefined when absent or expired. */
+async function inStore(storage: DeviceStorage, key: string): Promise<unknown> {
+  const entry = await storage.profile("shared").readEntry(key);
+  return entry === undefined ? undefined : JSON.parse(Buffer.from(entry.data).toString("utf8"));
+}
+
+describe.skipIf(!ok).each(engines)("a TTL on a shared profile, several instances ($name)", (engine) => {
+  it("a save without a TTL by B outlives the TTL A's earlier save had: A never purges B's value", async () => {
+    const [a, b] = await pair(engine);
+    await a.saveValue("k.json", { by: "a" }, { ttlMs: 600 });
+    await b.saveValue("k.json", { by: "b" });
+    await a.flush();
+    await sleep(900);
+    expect(await a.loadValue("k.json")).toMatchObject({ value: { by: "b" } });
+    await a.flush(); // a purge, had one been started, is done
+    expect(await b.loadValue("k.json")).toMatchObject({ value: { by: "b" } });
+    expect(await inStore(b, "k.json")).toEqual({ by: "b" });
+  });
+
+  it("an expiry B set is honoured by A, which had seen no TTL in the store when it started", async () => {
+    const [a, b] = await pair(engine);
+    await a.saveValue("e.json", { v: 1 });
+    expect(await a.loadValue("e.json")).toMatchObject({ value: { v: 1 } });
+    await b.saveValue("e.json", { v: 2 }, { ttlMs: 600 });
+    await sleep(900);
+    await expect(a.loadValue("e.json")).rejects.toBeInstanceOf(NotFoundError);
+    expect(await inStore(a, "e.json")).toBeUndefined();
+  });
+});
+
+describe.skipIf(!ok)("a TTL on a shared profile after another program emptied it (postgresql TRUNCATE)", () => {
+  it("A forgets every expiry it knew, reads them again, and honours the ones written after", async () => {
+    const engine = engines[1]!;
+    const profiles = { mem: { type: "memory" }, shared: engine.shared() };
+    const table = (profiles.shared as { table: string }).table;
+    const coherence = engine.bus();
+    const a = await openInstance(profiles, coherence, { logger });
+    const b = await openInstance(profiles, coherence, { logger });
+    open.push(a, b);
+    await a.saveValue("t.json", { by: "a" }, { ttlMs: 700 });
+    await psql(`TRUNCATE ${table}`);
+    await sleep(200); // the trigger's report reaches A and B
+    await expect(a.loadValue("t.json")).rejects.toBeInstanceOf(NotFoundError);
+    await b.saveValue("t.json", { by: "b" }); // no TTL: A's old expiry must not delete it
+    await b.saveValue("u.json", { by: "b" }, { ttlMs: 300 });
+    await sleep(900);
+    expect(await a.loadValue("t.json")).toMatchObject({ value: { by: "b" } });
+    await expect(a.loadValue("u.json")).rejects.toBeInstanceOf(NotFoundError);
+    await a.flush();
+    expect(await inStore(b, "t.json")).toEqual({ by: "b" });
+  });
+});
