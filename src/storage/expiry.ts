@@ -26,6 +26,8 @@ import { isReservedKey, META_MARKER_KEY, META_SIDECAR_PREFIX, sidecarKey } from 
 import type { Operator } from "../operators/types.js";
 
 const encoder = new TextEncoder();
+/** How often a shared tier that has not seen the TTL marker looks for it again (ms). */
+const MARKER_RECHECK_MS = 1_000;
 
 export class TierExpiry {
   readonly #op: Operator;
@@ -47,7 +49,13 @@ export class TierExpiry {
 
   constructor(op: Operator) {
     this.#op = op;
+    this.#shared = op.capabilities.shared;
   }
+
+  /** Other instances write this tier: their sidecars may be anywhere once the store uses TTLs. */
+  readonly #shared: boolean;
+  /** When a shared tier last looked for the marker (ms since the epoch), while it had not seen it. */
+  #markerCheckedAt = Date.now();
 
   /** Whether the tier holds TTL metadata at all (until then every check is a no-op). */
   get active(): boolean {
@@ -67,6 +75,7 @@ export class TierExpiry {
   /** Reads the marker and, where the tier can list, every sidecar. */
   async init(): Promise<void> {
     const op = this.#op;
+    this.#markerCheckedAt = Date.now();
     if (!(await op.exists(META_MARKER_KEY))) return;
     this.#marked = true;
     if (!op.capabilities.list) {
@@ -92,7 +101,24 @@ export class TierExpiry {
 
   /** Whether a write of `key` must touch metadata (set an expiry, or clear an old one). */
   needsMeta(key: string, expiresAt: number | undefined): boolean {
-    return expiresAt !== undefined || !this.#complete || this.#expires.has(key) || this.#mayBeElsewhere(key);
+    return expiresAt !== undefined || !this.#complete || this.#maySidecar(key);
+  }
+
+  /**
+   * Whether `key` may have a sidecar here: one this index knows, one written elsewhere since, or (a
+   * shared tier of a store that uses TTLs) one another instance wrote that no report told of (no bus).
+   */
+  #maySidecar(key: string): boolean {
+    if (this.#expires.has(key) || this.#mayBeElsewhere(key)) return true;
+    if (!this.#shared) return false;
+    return this.#marked || Date.now() - this.#markerCheckedAt >= MARKER_RECHECK_MS;
+  }
+
+  /** A shared tier that has not seen the marker looks again (at most once a second: {@link #maySidecar}). */
+  async #lookForMarker(): Promise<void> {
+    if (this.#marked || Date.now() - this.#markerCheckedAt < MARKER_RECHECK_MS) return;
+    this.#markerCheckedAt = Date.now();
+    if (await this.#op.exists(META_MARKER_KEY)) this.#marked = true;
   }
 
   /**
@@ -195,7 +221,8 @@ export class TierExpiry {
    */
   purge(key: string, queue: (task: () => Promise<void>) => Promise<void>, failed: (err: unknown) => void): void {
     const task = queue(async () => {
-      const at = await this.expiresAt(key);
+      // A shared tier's sidecar is read again: another instance may have replaced the value since.
+      const at = this.#shared ? await readExpiry(this.#op, sidecarKey(key)) : await this.expiresAt(key);
       if (at !== undefined && at <= Date.now()) await this.delete(key);
     });
     this.#track(task.catch(failed));
@@ -213,7 +240,11 @@ export class TierExpiry {
   }
 
   async #clear(key: string): Promise<void> {
-    if (this.#complete && !this.#expires.has(key) && !this.#mayBeElsewhere(key)) return;
+    if (this.#complete && !this.#expires.has(key) && !this.#mayBeElsewhere(key)) {
+      if (!this.#shared) return;
+      await this.#lookForMarker();
+      if (!this.#marked) return;
+    }
     await this.#op.delete(sidecarKey(key));
     this.#expires.delete(key);
   }
