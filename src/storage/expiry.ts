@@ -26,6 +26,8 @@ import { isReservedKey, META_MARKER_KEY, META_SIDECAR_PREFIX, sidecarKey } from 
 import type { Operator } from "../operators/types.js";
 
 const encoder = new TextEncoder();
+/** Keys changed elsewhere remembered one by one; past this many, every expiry is read again until a reload. */
+const MAX_UNKNOWN = 100_000;
 /** How often a shared tier that has not seen the TTL marker looks for it again (ms). */
 const MARKER_RECHECK_MS = 1_000;
 
@@ -127,7 +129,9 @@ export class TierExpiry {
    */
   changedElsewhere(key: string | null): void {
     this.#changes++;
-    if (key === null) {
+    if (key === null || this.#unknown.size >= MAX_UNKNOWN) {
+      // Everything, or more keys than are worth remembering one by one: every expiry is read again.
+      this.#unknown.clear();
       this.#allUnknown = true;
       this.#expires.clear();
       this.#track(this.#reload(++this.#clears));

@@ -76,8 +76,16 @@ export class BusMessages {
     }
     if (keys.length < m.keys.length) this.#gap(`a message from ${m.origin} named keys that are not valid`);
     const local = this.#local();
-    if (m.op === "clear") this.#copies.clear(m.prefix ?? "", local);
-    else for (const key of keys) this.#copies.drop(key, local);
+    // A message names keys, not whether their TTL changed: their expiries are read again.
+    if (m.op === "clear") {
+      this.#copies.clear(m.prefix ?? "", local);
+      this.#copies.expiryChanged(null);
+    } else {
+      for (const key of keys) {
+        this.#copies.drop(key, local);
+        this.#copies.expiryChanged(key);
+      }
+    }
     if (single && last !== undefined && m.seq > last + 1) {
       this.#gap(`missed ${m.seq - last - 1} message(s) from ${m.origin}`);
     }

@@ -330,12 +330,14 @@ export class Coherence implements ChangeSink {
     const origin = `server ${feed?.tier ?? ""}`;
     const tell = feed !== undefined && !("quiet" in report && report.quiet);
     if ("dropAll" in report) {
+      if (feed) this.#copies.expiryChanged(null, feed.tier);
       this.#copies.clear(
         "",
         this.#local,
         tell ? { op: "clear", keys: [], prefix: "", origin, source: "server" } : undefined,
       );
     } else {
+      if (feed && report.sidecar && !report.quiet) this.#copies.expiryChanged(report.drop, feed.tier);
       const change: RemoteChange = { op: "change", keys: [report.drop], origin, source: "server" };
       this.#copies.drop(report.drop, this.#local, tell ? change : undefined);
     }

@@ -32,7 +32,7 @@ export type FeedState =
   | { kind: "bus"; reason: string };
 
 /** What a report of the server means here (`quiet`: this instance's own delete, not a change to tell of). */
-export type Report = { drop: string; quiet?: boolean } | { dropAll: true } | undefined;
+export type Report = { drop: string; quiet?: boolean; sidecar?: boolean } | { dropAll: true } | undefined;
 
 export class Feed {
   /** The profile. */
@@ -125,9 +125,15 @@ function take(m: Map<string, number>, path: string): boolean {
   return true;
 }
 
-/** The key whose local copies a change of `path` makes stale: the value's, for a TTL sidecar; none for other reserved keys. */
+/**
+ * The key whose local copies a change of `path` makes stale: the value's, for a TTL sidecar (marked
+ * `sidecar`: the key's expiry changed too); none for other reserved keys.
+ */
 export function keyReport(path: string): Report {
-  if (path.startsWith(META_SIDECAR_PREFIX)) return keyReport(path.slice(META_SIDECAR_PREFIX.length));
+  if (path.startsWith(META_SIDECAR_PREFIX)) {
+    const report = keyReport(path.slice(META_SIDECAR_PREFIX.length));
+    return report && "drop" in report ? { ...report, sidecar: true } : report;
+  }
   if (isReservedKey(path)) return undefined;
   try {
     validateKey(path);

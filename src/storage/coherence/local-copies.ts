@@ -26,7 +26,7 @@ export class LocalCopies {
 
   /**
    * @param failed a tier could not drop a copy (the bus treats it as a gap).
-   * @param shared the shared tiers, whose TTL metadata a change elsewhere makes unknown.
+   * @param shared the shared tiers, whose TTL metadata a change elsewhere makes unknown ({@link expiryChanged}).
    */
   constructor(fence: WriteFence, logger: Logger, failed: (tier: Tier) => void, shared: () => readonly Tier[]) {
     this.#fence = fence;
@@ -38,7 +38,6 @@ export class LocalCopies {
   /** `key` changed elsewhere: no write-back of it may land, no copy in `tiers` may stay; `change` is told. */
   drop(key: string, tiers: readonly Tier[], change?: RemoteChange): void {
     this.#fence.invalidate(key);
-    for (const tier of this.#shared()) tier.changedElsewhere(key);
     for (const tier of tiers) {
       if (tier.state.kind === "down") continue;
       this.dropped++;
@@ -50,7 +49,6 @@ export class LocalCopies {
   /** Everything under `prefix` changed (`""`: everything): every copy in `tiers` goes. */
   clear(prefix: string, tiers: readonly Tier[], change?: RemoteChange): void {
     this.#fence.invalidateAll();
-    for (const tier of this.#shared()) tier.changedElsewhere(null);
     for (const tier of tiers) {
       if (tier.state.kind === "down") continue;
       const all = tier.list(prefix).then((keys) =>
@@ -65,6 +63,14 @@ export class LocalCopies {
       this.#track(all, tier);
     }
     if (change) this.tell(change);
+  }
+
+  /**
+   * The TTL sidecar of `key` (`null`: of every key) may have changed elsewhere in shared tier `profile`
+   * (none: in any shared tier, as a bus message cannot say): its expiry is read again there.
+   */
+  expiryChanged(key: string | null, profile?: string): void {
+    for (const tier of this.#shared()) if (profile === undefined || tier.name === profile) tier.changedElsewhere(key);
   }
 
   /** Resolves when every drop started so far has ended. */
