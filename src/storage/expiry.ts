@@ -21,6 +21,7 @@
  *
  * @module
  */
+import crypto, { createHash } from "node:crypto";
 import { NotFoundError } from "../errors.js";
 import { isReservedKey, META_MARKER_KEY, META_SIDECAR_PREFIX, sidecarKey } from "../keys/index.js";
 import type { Operator } from "../operators/types.js";
@@ -198,7 +199,10 @@ export class TierExpiry {
       await op.write(META_MARKER_KEY, "{}");
       this.#marked = true;
     }
-    await op.write(sidecarKey(key), encoder.encode(JSON.stringify({ expires_at: expiresAt })));
+    // On a shared tier the sidecar names the value it belongs to: a program that rewrites the value
+    // without knowing of sidecars (the Rust crate, a script) does not inherit the expiry (see purge).
+    const meta = this.#shared ? { expires_at: expiresAt, sha1: sha1(data) } : { expires_at: expiresAt };
+    await op.write(sidecarKey(key), encoder.encode(JSON.stringify(meta)));
     this.#expires.set(key, expiresAt);
     await op.write(key, data);
     this.#wrote(key, change);
@@ -225,11 +229,37 @@ export class TierExpiry {
    */
   purge(key: string, queue: (task: () => Promise<void>) => Promise<void>, failed: (err: unknown) => void): void {
     const task = queue(async () => {
-      // A shared tier's sidecar is read again: another instance may have replaced the value since.
-      const at = this.#shared ? await readExpiry(this.#op, sidecarKey(key)) : await this.expiresAt(key);
+      if (this.#shared) return this.#purgeShared(key);
+      const at = await this.expiresAt(key);
       if (at !== undefined && at <= Date.now()) await this.delete(key);
     });
     this.#track(task.catch(failed));
+  }
+
+  /**
+   * A shared tier's purge reads the sidecar again (another instance may have replaced the value since)
+   * and, where the sidecar names its value, deletes only that value: one rewritten by a program that
+   * keeps no sidecars loses the stale sidecar instead.
+   */
+  async #purgeShared(key: string): Promise<void> {
+    const op = this.#op;
+    const side = await readSidecar(op, sidecarKey(key));
+    if (side?.at === undefined || side.at > Date.now()) return;
+    if (side.sha1 !== undefined) {
+      let value: Uint8Array;
+      try {
+        value = await op.read(key);
+      } catch (err) {
+        if (!(err instanceof NotFoundError)) throw err;
+        return this.delete(key);
+      }
+      if (sha1(value) !== side.sha1) {
+        await op.delete(sidecarKey(key));
+        this.#expires.delete(key);
+        return;
+      }
+    }
+    await this.delete(key);
   }
 
   /** Background work that {@link flush} waits for. */
@@ -255,13 +285,37 @@ export class TierExpiry {
 }
 
 async function readExpiry(op: Operator, side: string): Promise<number | undefined> {
+  return (await readSidecar(op, side))?.at;
+}
+
+/** A sidecar: the expiry, and (shared tiers) the SHA-1 of the value it was written with. */
+interface Sidecar {
+  at: number | undefined;
+  sha1: string | undefined;
+}
+
+/** The sidecar at `side`, or undefined when there is none. */
+async function readSidecar(op: Operator, side: string): Promise<Sidecar | undefined> {
   try {
-    const meta = JSON.parse(Buffer.from(await op.read(side)).toString("utf8")) as { expires_at?: unknown };
-    return typeof meta.expires_at === "number" ? meta.expires_at : undefined;
+    const meta = JSON.parse(Buffer.from(await op.read(side)).toString("utf8")) as {
+      expires_at?: unknown;
+      sha1?: unknown;
+    };
+    return {
+      at: typeof meta.expires_at === "number" ? meta.expires_at : undefined,
+      sha1: typeof meta.sha1 === "string" ? meta.sha1 : undefined,
+    };
   } catch (err) {
     if (err instanceof NotFoundError) return undefined;
     // An unreadable sidecar must not make a value immortal or vanish: treat it as no expiry.
     if (err instanceof SyntaxError) return undefined;
     throw err;
   }
+}
+
+/** `crypto.hash` (Node 20.12+) is one call; a Hash object elsewhere. */
+const oneShot = (crypto as { hash?: (algorithm: string, data: string | Uint8Array, encoding: "hex") => string }).hash;
+
+function sha1(data: string | Uint8Array): string {
+  return oneShot ? oneShot("sha1", data, "hex") : createHash("sha1").update(data).digest("hex");
 }

@@ -10,12 +10,15 @@ import { type ChildProcess, fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { type DeviceStorage, silentLogger } from "../../src/index.js";
-import { MACHINE_REDIS, openInstance, serversFor, uid } from "./_gaps-util.js";
+import { deleteRedisKeys, MACHINE_REDIS, openInstance, serversFor, uid } from "./_gaps-util.js";
 
 const CHILD = fileURLToPath(new URL("./_race-child.ts", import.meta.url));
 const ok = await serversFor({ redis: true });
 const cleanup: (() => Promise<unknown>)[] = [];
-afterAll(() => Promise.all(cleanup.map((f) => f())));
+afterAll(async () => {
+  await Promise.all(cleanup.map((f) => f()));
+  await deleteRedisKeys("tp-race-proc-*");
+});
 
 /** The child's next IPC message of kind `ev`. */
 function next(child: ChildProcess, ev: string, ms = 15_000): Promise<Record<string, unknown>> {

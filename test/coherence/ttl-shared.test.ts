@@ -4,6 +4,7 @@
  * expiry set by another instance must be honoured by this one, even when this one had never seen
  * a TTL in the store when it started. Over Redis and over PostgreSQL, each with its bus.
  */
+import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 import { DeviceStorage, NotFoundError, silentLogger } from "../../src/index.js";
 import { psql } from "../helpers/servers.js";
@@ -115,3 +116,33 @@ describe.skipIf(!ok).each(engines)("a TTL on a shared profile, instances without
     expect(await inStore(b, "n.json")).toEqual({ by: "b" });
   });
 });
+
+describe.skipIf(!ok).each(engines)(
+  "a TTL on a shared profile, value rewritten by another program ($name)",
+  (engine) => {
+    it("a value another program wrote over ours (leaving our sidecar) is never purged at our TTL", async () => {
+      const shared = engine.shared();
+      const profiles = { mem: { type: "memory" }, shared };
+      const a = await openInstance(profiles, engine.bus(), { logger });
+      open.push(a);
+      await a.saveValue("f.json", { by: "a" }, { ttlMs: 600 });
+      const foreign = '{"by":"foreign"}';
+      if (engine.name === "redis") {
+        const raw = new Redis(6379, "127.0.0.1");
+        await raw.set(`${(shared as { root: string }).root.slice(1)}f.json`, foreign);
+        raw.disconnect();
+      } else {
+        const table = (shared as { table: string }).table;
+        await psql(
+          `UPDATE ${table} SET value = convert_to('${foreign}', 'UTF8') WHERE key LIKE '%f.json' AND key NOT LIKE '%terraphim-meta%'`,
+        );
+      }
+      await sleep(900);
+      // The first look after our TTL may take it for expired; the purge finds the value is not ours and keeps it.
+      await a.loadValue("f.json").catch(() => undefined);
+      await a.flush();
+      expect(await a.loadValue("f.json")).toMatchObject({ value: { by: "foreign" } });
+      expect(await inStore(a, "f.json")).toEqual({ by: "foreign" });
+    });
+  },
+);
