@@ -247,10 +247,10 @@ function childServer(name: string, port: number, dir: string, cmd: string, args:
       await waitPort(port, false, `${name} kill`);
     },
     pause() {
-      if (child && server.running) child.kill("SIGSTOP");
+      if (child?.pid && server.running) process.kill(child.pid, "SIGSTOP");
     },
     resume() {
-      if (child && server.running) child.kill("SIGCONT");
+      if (child?.pid && server.running) process.kill(child.pid, "SIGCONT"); // Deno: ChildProcess.kill("SIGCONT") is not delivered
     },
     async stop() {
       await server.kill();

@@ -14,6 +14,7 @@ import { BackendError, ClosedError, InvalidKeyError, NotFoundError, ProfileError
 import { mysqlOperator } from "../../src/operators/drivers/mysql.js";
 import { opendalOperator } from "../../src/operators/drivers/opendal.js";
 import { describeOperatorConformance } from "../conformance/index.js";
+import { tsEval } from "../helpers/child.js";
 import { freePort, requireServer } from "../helpers/servers.js";
 import { compatValues } from "./_compat-values.js";
 
@@ -564,11 +565,7 @@ describe.skipIf(!ok)("mysql native (shared MariaDB on 127.0.0.1:3306)", () => {
         const op = await mysqlOperator({ connection_string: "${URL_}", table: "${table}" }, "x");
         await Promise.all(Array.from({ length: 20 }, (_, i) => op.write("k" + i, "v")));
         await op.read("k1"); await op.close(); console.log("closed");`;
-      const { stdout } = await promisify(execFile)(
-        process.execPath,
-        ["--import", "tsx", "--input-type=module", "-e", script],
-        { timeout: 20_000 },
-      );
+      const { stdout } = await promisify(execFile)(...tsEval(script), { timeout: 20_000 });
       expect(stdout.trim()).toBe("closed");
     });
   });

@@ -12,6 +12,7 @@ import { BackendError, ClosedError, NotFoundError, ProfileError } from "../../sr
 import { opendalOperator } from "../../src/operators/drivers/opendal.js";
 import { postgresqlOperator } from "../../src/operators/drivers/postgresql.js";
 import { describeOperatorConformance } from "../conformance/index.js";
+import { tsEval } from "../helpers/child.js";
 import {
   freePort,
   hasCommand,
@@ -41,11 +42,7 @@ async function runInChild(options: Record<string, string>): Promise<string> {
     const op = await postgresqlOperator(${JSON.stringify(options)}, "child");
     await op.write("child.json", "1"); await op.read("child.json"); await op.delete("child.json");
     await op.close(); console.log("closed");`;
-  const { stdout } = await promisify(execFile)(
-    process.execPath,
-    ["--import", "tsx", "--input-type=module", "-e", script],
-    { timeout: 20_000 },
-  );
+  const { stdout } = await promisify(execFile)(...tsEval(script), { timeout: 20_000 });
   return stdout.trim();
 }
 

@@ -14,6 +14,7 @@ import {
 } from "../../src/errors.js";
 import { opendalOperator, translateOpendalError } from "../../src/operators/drivers/opendal.js";
 import { describeOperatorConformance } from "../conformance/index.js";
+import { tsEval, tsFile } from "../helpers/child.js";
 
 const root = mkdtempSync(join(tmpdir(), "tp-redb-"));
 let n = 0;
@@ -85,7 +86,7 @@ describe("redb", () => {
       new Operator("redb", { datadir: ${JSON.stringify(file)}, table: "t" });
       console.log("ready");
       setTimeout(() => {}, 60000);`;
-    const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+    const child = spawn(...tsEval(script), {
       stdio: ["ignore", "pipe", "inherit"],
     });
     try {
@@ -113,7 +114,7 @@ describe("redb", () => {
     for (let round = 0; round < 6; round++) {
       const dir = join(root, `kill-create-${round}`);
       mkdirSync(dir, { recursive: true });
-      const proc = spawn(process.execPath, ["--import", "tsx", child, dir], { stdio: ["ignore", "pipe", "inherit"] });
+      const proc = spawn(...tsFile(child, dir), { stdio: ["ignore", "pipe", "inherit"] });
       const exited = new Promise<void>((done) => proc.once("exit", () => done()));
       await new Promise<void>((ready) => proc.stdout.on("data", (c: Buffer) => c.includes("READY") && ready()));
       // Creation is most of the child's time: a kill lands inside one almost every round.

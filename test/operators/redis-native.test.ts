@@ -12,6 +12,7 @@ import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BackendError, ProfileError } from "../../src/errors.js";
+import { RUNTIME } from "../../src/index.js";
 import { keySlot } from "../../src/operators/drivers/_redis-slots.js";
 import { opendalOperator } from "../../src/operators/drivers/opendal.js";
 import { redisOperator } from "../../src/operators/drivers/redis.js";
@@ -19,6 +20,7 @@ import type { Operator } from "../../src/operators/types.js";
 import { chaosOperator } from "../../src/operators/wrappers/chaos.js";
 import { quotaOperator } from "../../src/operators/wrappers/quota.js";
 import { describeOperatorConformance } from "../conformance/index.js";
+import { tsEval } from "../helpers/child.js";
 import { type RedisCluster, startRedisCluster } from "../helpers/redis-cluster.js";
 import { freePort, hasCommand, requireBinaries, requireServer, startRedis } from "../helpers/servers.js";
 import { compatValues } from "./_compat-values.js";
@@ -50,8 +52,7 @@ async function runAndExit(options: Record<string, string>): Promise<string> {
   const script = `const { redisOperator } = await import("./src/operators/drivers/redis.ts");
     const op = await redisOperator(${JSON.stringify(options)}, "x");
     await op.write("k", "v"); await op.read("k"); await op.close(); console.log("closed");`;
-  const args = ["--import", "tsx", "--input-type=module", "-e", script];
-  const { stdout } = await promisify(execFile)(process.execPath, args, { timeout: 20_000 });
+  const { stdout } = await promisify(execFile)(...tsEval(script), { timeout: 20_000 });
   return stdout.trim();
 }
 
@@ -318,13 +319,20 @@ describe("redis native: bad options, servers that fail", () => {
     try {
       // Not trusted by this process: the handshake is refused, as OpenDAL does (insecure: false).
       const untrusted = await redisOperator({ endpoint: `rediss://localhost:${tlsPort}` }, "tls");
-      await expect(untrusted.write("k.json", "v")).rejects.toThrow(/self-signed certificate/);
+      await expect(untrusted.write("k.json", "v")).rejects.toThrow(/self[- ]signed certificate/);
       await untrusted.close();
+      if (RUNTIME.name === "deno") {
+        // Deno's node:tls trusts none of NODE_EXTRA_CA_CERTS, DENO_CERT or --cert (checked with Deno 2.9.6).
+        console.warn(
+          "!!! SKIPPED on Deno: a rediss:// round trip with a private CA (no way to trust it through node:tls) !!!",
+        );
+        return;
+      }
       // Trusted (NODE_EXTRA_CA_CERTS is read at start-up, hence a child process): a round trip over TLS.
       const script = `const { redisOperator } = await import("./src/operators/drivers/redis.ts");
         const op = await redisOperator({ endpoint: "rediss://localhost:${tlsPort}" }, "tls");
         await op.write("k.json", "over tls"); console.log(Buffer.from(await op.read("k.json")).toString()); await op.close();`;
-      const { stdout } = await run(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+      const { stdout } = await run(...tsEval(script), {
         env: { ...process.env, NODE_EXTRA_CA_CERTS: cert },
         timeout: 20_000,
       });

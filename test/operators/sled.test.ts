@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { LockedError } from "../../src/errors.js";
 import { opendalOperator } from "../../src/operators/drivers/opendal.js";
 import { describeOperatorConformance } from "../conformance/index.js";
+import { tsEval } from "../helpers/child.js";
 
 const root = mkdtempSync(join(tmpdir(), "tp-sled-"));
 let n = 0;
@@ -39,18 +40,13 @@ describe("sled", () => {
   it("close() waits for sled's delayed flush: writes survive a process.exit() right after it", async () => {
     const dir = freshDir();
     const module = fileURLToPath(new URL("../../src/operators/drivers/opendal.ts", import.meta.url));
-    const script = join(root, `writer${n++}.mts`);
-    writeFileSync(
-      script,
-      `import { opendalOperator } from ${JSON.stringify(module)};
+    // Evaluated from the repository (Deno resolves the optional peer `opendal` only from there).
+    const script = `import { opendalOperator } from ${JSON.stringify(module)};
       const op = await opendalOperator("sled", { datadir: ${JSON.stringify(dir)} });
       for (let i = 0; i < 50; i++) await op.write("k" + i, "v" + i);
       await op.close();
-      process.exit(0);`,
-    );
-    await promisify(execFile)(process.execPath, ["--import", "tsx", script], {
-      cwd: fileURLToPath(new URL("../..", import.meta.url)),
-    });
+      process.exit(0);`;
+    await promisify(execFile)(...tsEval(script), { cwd: fileURLToPath(new URL("../..", import.meta.url)) });
     const op = await opendalOperator("sled", { datadir: dir });
     expect(await op.list()).toHaveLength(50);
     expect(Buffer.from(await op.read("k49")).toString()).toBe("v49");
