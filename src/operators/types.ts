@@ -162,7 +162,7 @@ export type ChangeFeedSource = RedisChangeFeed | PostgresqlChangeFeed;
 export interface RedisChangeFeed {
   readonly kind: "redis";
   /** One server, or a cluster's seed nodes (every master is found from them). */
-  readonly targets: readonly ({ host: string; port: number; tls: boolean } | { path: string })[];
+  readonly targets: readonly ({ host: string; port: number; tls: boolean; ca?: string } | { path: string })[];
   readonly cluster: boolean;
   readonly username: string | undefined;
   /** Never shown in messages. */

@@ -45,7 +45,7 @@ const DEFAULT_BATCH_MS: Record<CoherenceType, number> = { redis: 1, postgresql: 
 const MAX_BATCH_MS = 1000;
 const COMMON_KEYS = ["type", "channel", "heartbeat_ms", "batch_ms"];
 const CONNECTION_KEYS: Record<CoherenceType, readonly string[]> = {
-  redis: ["endpoint", "cluster_endpoints", "username", "password", "db"],
+  redis: ["endpoint", "cluster_endpoints", "username", "password", "db", "tls_ca_file"],
   postgresql: ["connection_string"],
 };
 

@@ -12,7 +12,7 @@ import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BackendError, ProfileError } from "../../src/errors.js";
-import { RUNTIME } from "../../src/index.js";
+import { DeviceStorage, silentLogger } from "../../src/index.js";
 import { keySlot } from "../../src/operators/drivers/_redis-slots.js";
 import { opendalOperator } from "../../src/operators/drivers/opendal.js";
 import { redisOperator } from "../../src/operators/drivers/redis.js";
@@ -210,7 +210,7 @@ describe.skipIf(!shared)("redis native (shared server on 127.0.0.1:6379)", () =>
     const open = redisOperator({ endpoint: SHARED, enpoint: "tcp://x:1" }, "cache");
     await expect(open).rejects.toBeInstanceOf(ProfileError);
     await expect(open).rejects.toThrow(
-      "profiles.cache.enpoint: unknown option for a redis profile (accepted: endpoint, cluster_endpoints, username, password, db, root, default_ttl)",
+      "profiles.cache.enpoint: unknown option for a redis profile (accepted: endpoint, cluster_endpoints, username, password, db, root, default_ttl, tls_ca_file)",
     );
     const op = await redisOperator(
       { type: "redis", endpoint: SHARED, password: "", root: `/${namespace}/`, default_ttl: "" },
@@ -321,22 +321,41 @@ describe("redis native: bad options, servers that fail", () => {
       const untrusted = await redisOperator({ endpoint: `rediss://localhost:${tlsPort}` }, "tls");
       await expect(untrusted.write("k.json", "v")).rejects.toThrow(/self[- ]signed certificate/);
       await untrusted.close();
-      if (RUNTIME.name === "deno") {
-        // Deno's node:tls trusts none of NODE_EXTRA_CA_CERTS, DENO_CERT or --cert (checked with Deno 2.9.6).
-        console.warn(
-          "!!! SKIPPED on Deno: a rediss:// round trip with a private CA (no way to trust it through node:tls) !!!",
-        );
-        return;
+      // A private CA, trusted through the profile's `tls_ca_file` (the same on Node, Bun and Deno).
+      const trusted = await redisOperator({ endpoint: `rediss://localhost:${tlsPort}`, tls_ca_file: cert }, "tls");
+      await trusted.write("k.json", "over tls");
+      expect(text(await trusted.read("k.json"))).toBe("over tls");
+      await trusted.close();
+      // The coherence bus over the same TLS server: B hears A's save through its tracked listener.
+      const profiles = {
+        mem: { type: "memory" },
+        r: { type: "redis", endpoint: `rediss://localhost:${tlsPort}`, tls_ca_file: cert, root: "/tls/" },
+      };
+      const coherence = { type: "redis", endpoint: `rediss://localhost:${tlsPort}`, tls_ca_file: cert };
+      const [a, b] = [
+        await DeviceStorage.fromSettings({ profiles, coherence }, { logger: silentLogger }),
+        await DeviceStorage.fromSettings({ profiles, coherence }, { logger: silentLogger }),
+      ];
+      try {
+        await b.saveValue("doc.json", { v: 1 });
+        expect(await b.loadValue("doc.json")).toMatchObject({ value: { v: 1 }, profile: "mem" });
+        await a.saveValue("doc.json", { v: 2 });
+        const deadline = Date.now() + 5_000;
+        while ((await b.loadValue("doc.json")).profile === "mem" && Date.now() < deadline) await sleep(20);
+        expect(await b.loadValue("doc.json")).toMatchObject({ value: { v: 2 } });
+        expect(b.coherenceStats()?.lease?.trusted).toBe(true);
+      } finally {
+        await Promise.all([a.close(), b.close()]);
       }
-      // Trusted (NODE_EXTRA_CA_CERTS is read at start-up, hence a child process): a round trip over TLS.
-      const script = `const { redisOperator } = await import("./src/operators/drivers/redis.ts");
-        const op = await redisOperator({ endpoint: "rediss://localhost:${tlsPort}" }, "tls");
-        await op.write("k.json", "over tls"); console.log(Buffer.from(await op.read("k.json")).toString()); await op.close();`;
-      const { stdout } = await run(...tsEval(script), {
-        env: { ...process.env, NODE_EXTRA_CA_CERTS: cert },
-        timeout: 20_000,
-      });
-      expect(stdout.trim()).toBe("over tls");
+      // Bad values name the option.
+      const bad = (o: Record<string, string>) => redisOperator(o, "tls").catch((e: unknown) => e);
+      const missing = await bad({ endpoint: `rediss://localhost:${tlsPort}`, tls_ca_file: join(dir, "none.pem") });
+      expect(missing).toBeInstanceOf(ProfileError);
+      expect((missing as Error).message).toMatch(/profiles\.tls\.tls_ca_file: cannot read .*none\.pem/);
+      const notPem = await bad({ endpoint: `rediss://localhost:${tlsPort}`, tls_ca_file: key });
+      expect((notPem as Error).message).toMatch(/tls_ca_file: .*key\.pem" holds no PEM certificate/);
+      const plain = await bad({ endpoint: `tcp://localhost:${tlsPort}`, tls_ca_file: cert });
+      expect((plain as Error).message).toMatch(/tls_ca_file: applies to rediss:\/\/ endpoints only/);
     } finally {
       await server.stop();
       rmSync(dir, { recursive: true, force: true });

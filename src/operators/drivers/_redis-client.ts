@@ -7,7 +7,7 @@
 import { statSync } from "node:fs";
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from "ioredis";
 import { probeTcp, unreachable } from "./_net.js";
-import type { RedisConfig, Target, TcpTarget } from "./_redis-options.js";
+import { type RedisConfig, type Target, type TcpTarget, tlsOption } from "./_redis-options.js";
 
 /** TCP (and TLS) connect time limit of one attempt; ioredis' default is 10 s. */
 const CONNECT_TIMEOUT_MS = 2000;
@@ -44,7 +44,7 @@ export function redisOptions(config: RedisConfig, target: Target): RedisOptions 
   return {
     ...("path" in target ? { path: target.path } : { host: target.host, port: target.port }),
     // Node sends the host as TLS server name (SNI) itself, except for an IP address (RFC 6066).
-    ...("tls" in target && target.tls ? { tls: {} } : {}),
+    ...tlsOption(target),
     username: config.username,
     password: config.password,
     db: config.db,
@@ -60,7 +60,7 @@ export function redisOptions(config: RedisConfig, target: Target): RedisOptions 
 
 /** The options of a Cluster client. */
 export function clusterOptions(config: RedisConfig): ClusterOptions {
-  const tls = config.targets.some((t) => "tls" in t && t.tls);
+  const tls = config.targets.find((t) => "tls" in t && t.tls);
   return {
     lazyConnect: true,
     // As for one server: queued until the first handshake ends, then never.
@@ -71,7 +71,7 @@ export function clusterOptions(config: RedisConfig): ClusterOptions {
       username: config.username,
       password: config.password,
       connectTimeout: CONNECT_TIMEOUT_MS,
-      ...(tls ? { tls: {} } : {}),
+      ...(tls ? tlsOption(tls) : {}),
     },
   };
 }

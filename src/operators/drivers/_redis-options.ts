@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { readFileSync } from "node:fs";
 import { ProfileError, registerSecret } from "../../errors.js";
 import type { RedisChangeFeed } from "../types.js";
 import { networkAddress } from "./_net.js";
@@ -50,6 +51,12 @@ export interface RedisOperatorOptions {
    * to open any profile that sets it.
    */
   default_ttl?: string;
+  /**
+   * A PEM file of the certificate authorities that sign a `rediss://` server's certificate, trusted
+   * besides the runtime's own (a private CA). Works the same on Node, Bun and Deno (Deno's `node:tls`
+   * reads neither `NODE_EXTRA_CA_CERTS` nor `DENO_CERT`). Not an OpenDAL option.
+   */
+  tls_ca_file?: string;
 }
 
 /** Every option key a redis profile accepts. */
@@ -61,6 +68,7 @@ const ACCEPTED: readonly (keyof RedisOperatorOptions)[] = [
   "db",
   "root",
   "default_ttl",
+  "tls_ca_file",
 ];
 const DEFAULT_ENDPOINT = "tcp://127.0.0.1:6379";
 
@@ -80,7 +88,13 @@ const DURATION_UNITS: Readonly<Record<string, number>> = Object.fromEntries(
 
 /** Where to connect: a TCP (or TLS) address, or a unix socket. */
 export type Target = TcpTarget | { path: string };
-export type TcpTarget = { host: string; port: number; tls: boolean };
+export type TcpTarget = { host: string; port: number; tls: boolean /** Extra CAs (PEM) for TLS. */; ca?: string };
+
+/** The `tls` option of an ioredis client of `target`: none without TLS, the extra CAs where given. */
+export function tlsOption(target: Target): { tls?: { ca?: string } } {
+  if (!("tls" in target) || !target.tls) return {};
+  return { tls: target.ca === undefined ? {} : { ca: target.ca } };
+}
 
 /** The options, checked and normalised once. */
 export interface RedisConfig {
@@ -133,6 +147,18 @@ export function redisConfig(options: Record<string, string>, profile: string): R
     bad("db", `expected a database number (0, 1, ...), got ${JSON.stringify(o.db)}`);
   }
   if (cluster && db !== 0) bad("db", `a Redis Cluster has only database 0, got ${db}`);
+
+  if (o.tls_ca_file !== undefined) {
+    if (!targets.some((t) => "tls" in t && t.tls)) bad("tls_ca_file", "applies to rediss:// endpoints only");
+    let ca = "";
+    try {
+      ca = readFileSync(o.tls_ca_file, "utf8");
+    } catch (err) {
+      bad("tls_ca_file", `cannot read "${o.tls_ca_file}": ${(err as Error).message}`);
+    }
+    if (!ca.includes("-----BEGIN CERTIFICATE-----")) bad("tls_ca_file", `"${o.tls_ca_file}" holds no PEM certificate`);
+    for (const t of targets) if ("tls" in t) t.ca = ca;
+  }
 
   let ttlSeconds: number | undefined;
   if (o.default_ttl !== undefined) {

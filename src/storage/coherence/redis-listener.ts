@@ -13,6 +13,7 @@
  * @module
  */
 import type { Redis, RedisOptions } from "ioredis";
+import { tlsOption } from "../../operators/drivers/_redis-options.js";
 import type { RedisChangeFeed } from "../../operators/types.js";
 import { Echoes, echoChannel, type Interests, type Listener, type ListenerEvents, ReconnectLoop } from "./listener.js";
 
@@ -34,7 +35,7 @@ export function redisConnectOptions(e: RedisEndpoint): RedisOptions {
   const t = e.target;
   return {
     ...("path" in t ? { path: t.path } : { host: t.host, port: t.port }),
-    ...("tls" in t && t.tls ? { tls: {} } : {}),
+    ...tlsOption(t),
     username: e.username,
     password: e.password,
     connectTimeout: CONNECT_TIMEOUT_MS,
@@ -196,11 +197,12 @@ export async function clusterMasters(ioredis: IoRedis, seeds: readonly RedisEndp
       await c.connect();
       const nodes = String(await c.call("CLUSTER", "NODES"));
       const tls = "tls" in seed.target && seed.target.tls;
+      const ca = "ca" in seed.target ? seed.target.ca : undefined;
       const masters = nodes.split("\n").flatMap((line) => {
         const [, addr, flags, , , , , , ...slots] = line.trim().split(" ");
         if (!addr || !flags?.split(",").includes("master") || /fail/.test(flags) || slots.length === 0) return [];
         const m = /^(.*):(\d+)@/.exec(addr);
-        return m ? [{ ...seed, target: { host: m[1]!, port: Number(m[2]), tls } }] : [];
+        return m ? [{ ...seed, target: { host: m[1]!, port: Number(m[2]), tls, ...(ca && { ca }) } }] : [];
       });
       if (masters.length > 0) return masters;
     } catch {
