@@ -139,6 +139,12 @@ export class LiveRanking<E extends RankedTier> implements TierMonitor {
     }
   }
 
+  retrySoon(name: string): void {
+    const h = this.#health.get(name);
+    // Half-open at once: the next call is the trial (instead of waiting out the cool-down).
+    if (h && h.openUntil > Date.now()) h.openUntil = Date.now();
+  }
+
   failure(name: string): void {
     const h = this.#health.get(name);
     if (!h) return;
@@ -254,6 +260,10 @@ export class Ranking<E extends RankedTier> implements TierMonitor {
 
   breakerOpenUntil(name: string): number {
     return this.#live?.breakerOpenUntil(name) ?? 0;
+  }
+
+  retrySoon(name: string): void {
+    this.#live?.retrySoon(name);
   }
 
   /** Whether live ranking is on (latencies of real calls are worth reporting). */

@@ -164,4 +164,9 @@ export abstract class TierBase {
   protected breaker(): number {
     return this.ctx.monitor.breakerOpenUntil(this.name);
   }
+
+  /** The server answered on another connection (a listener back after a partition): an open breaker tries now. */
+  serverAnswered(): void {
+    this.ctx.monitor.retrySoon?.(this.name);
+  }
 }

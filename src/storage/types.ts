@@ -232,6 +232,8 @@ export interface TierMonitor {
   failure(name: string): void;
   /** When the tier's open breaker allows its next trial (ms since the epoch), or 0 when it is closed. */
   breakerOpenUntil(name: string): number;
+  /** The tier's server answered another connection (a listener back after a partition): an open breaker tries now. */
+  retrySoon?(name: string): void;
 }
 
 /** The storage's own state, which its tiers read (no retries or late re-applies once closed). */

@@ -117,6 +117,29 @@ for (const engine of ["redis", "postgresql"] as const) {
       );
     }, 30_000);
 
+    it("after a silent partition heals, B's loads succeed again as soon as its listener is back, not after the breaker's cool-down", async () => {
+      pair = await Pair.open(engine, HEARTBEAT_MS, TIMEOUT_MS);
+      const p = pair;
+      await p.warm();
+      p.proxyB.set({ kind: "hold" });
+      await p.saveA();
+      // Long enough for the shared profile's calls to time out 5 times in a row: its breaker opens (5 s cool-down).
+      await p.probe(now() + 4_000);
+      p.proxyB.heal();
+      const healed = now();
+      let back: number | undefined;
+      while (back === undefined && now() < healed + 10_000) {
+        if (!("error" in (await p.loadB()))) back = now();
+        else await sleep(20);
+      }
+      console.log(
+        `${engine}: B's first successful load ${back === undefined ? "never" : `${back - healed} ms`} after healing`,
+      );
+      expect(back).toBeDefined();
+      // The listener reconnects within a couple of heartbeats; the breaker's cool-down alone is 5 s.
+      expect(back! - healed).toBeLessThan(1_500);
+    }, 30_000);
+
     it("held messages: B's listening connection held for 4Δ, its data connections fine", async () => {
       await partitioned(
         engine,

@@ -296,6 +296,7 @@ export class Coherence implements ChangeSink {
       },
       up: () => {
         for (const feed of [...p.tracked, ...p.channels.values()]) {
+          this.#ranking.all.find((t) => t.name === feed.tier)?.serverAnswered(); // no breaker cool-down to wait out
           feed.forget();
           if (feed.source.kind === "redis" && p.listener.tracking)
             feed.state = { kind: "server", via: "redis tracking" };
