@@ -43,7 +43,6 @@ import { Outbox } from "./outbox.js";
 import { feedChannel } from "./pg-trigger.js";
 import { Resyncer } from "./resyncer.js";
 import type { Publisher } from "./transport.js";
-
 export type { CoherenceStats, RemoteChange } from "./coherence-stats.js";
 
 /** How long start-up waits for every listener before going on with the local tiers out of the read path. */
