@@ -43,6 +43,7 @@ import { Outbox } from "./outbox.js";
 import { feedChannel } from "./pg-trigger.js";
 import { Resyncer } from "./resyncer.js";
 import type { Publisher } from "./transport.js";
+
 export type { CoherenceStats, RemoteChange } from "./coherence-stats.js";
 
 /** How long start-up waits for every listener before going on with the local tiers out of the read path. */
@@ -86,12 +87,8 @@ export class Coherence implements ChangeSink {
     this.#subscribe = o.subscribe;
     this.origin = o.origin ?? randomUUID();
     this.#resyncer = new Resyncer(ranking, fence, logger, this.origin, () => this.#apply());
-    this.#copies = new LocalCopies(
-      fence,
-      logger,
-      (t) => this.#gap(`profile "${t.name}" could not drop a changed key`),
-      () => this.#ranking.all.filter((t) => t.shared),
-    );
+    const shared = () => ranking.all.filter((t) => t.shared);
+    this.#copies = new LocalCopies(fence, logger, (t) => this.#gap(`profile "${t.name}" could not drop a key`), shared);
     this.#messages = new BusMessages(
       this.origin,
       this.#copies,
