@@ -8,7 +8,16 @@ import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 import { DeviceStorage, NotFoundError, silentLogger } from "../../src/index.js";
 import { psql } from "../helpers/servers.js";
-import { deleteRedisKeys, MACHINE_PG, MACHINE_REDIS, openInstance, serversFor, sleep, uid } from "./_gaps-util.js";
+import {
+  deleteRedisKeys,
+  MACHINE_PG,
+  MACHINE_REDIS,
+  openInstance,
+  serversFor,
+  sleep,
+  uid,
+  waitFor,
+} from "./_gaps-util.js";
 
 const logger = silentLogger;
 const ok = await serversFor({ redis: true, postgres: true });
@@ -55,7 +64,10 @@ async function inStore(storage: DeviceStorage, key: string): Promise<unknown> {
 describe.skipIf(!ok).each(engines)("a TTL on a shared profile, several instances ($name)", (engine) => {
   it("a save without a TTL by B outlives the TTL A's earlier save had: A never purges B's value", async () => {
     const [a, b] = await pair(engine);
+    const heard = b.coherenceStats()!.serverReports;
     await a.saveValue("k.json", { by: "a" }, { ttlMs: 600 });
+    // B's save is later than A's: B heard it (the marker, the sidecar and the value: three reports).
+    await waitFor(() => b.coherenceStats()!.serverReports >= heard + 3, "B hears A's save");
     await b.saveValue("k.json", { by: "b" });
     await a.flush();
     await sleep(900);
