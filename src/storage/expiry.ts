@@ -21,10 +21,10 @@
  *
  * @module
  */
-import crypto, { createHash } from "node:crypto";
 import { NotFoundError } from "../errors.js";
 import { isReservedKey, META_MARKER_KEY, META_SIDECAR_PREFIX, sidecarKey } from "../keys/index.js";
 import type { Operator } from "../operators/types.js";
+import { hexDigest } from "./digest.js";
 
 const encoder = new TextEncoder();
 /** Keys changed elsewhere remembered one by one; past this many, every expiry is read again until a reload. */
@@ -313,9 +313,4 @@ async function readSidecar(op: Operator, side: string): Promise<Sidecar | undefi
   }
 }
 
-/** `crypto.hash` (Node 20.12+) is one call; a Hash object elsewhere. */
-const oneShot = (crypto as { hash?: (algorithm: string, data: string | Uint8Array, encoding: "hex") => string }).hash;
-
-function sha1(data: string | Uint8Array): string {
-  return oneShot ? oneShot("sha1", data, "hex") : createHash("sha1").update(data).digest("hex");
-}
+const sha1 = (data: string | Uint8Array): string => hexDigest("sha1", data);
